@@ -1,0 +1,298 @@
+"""One typed config tree, merged as defaults < YAML file < CLI dotlist (`train.steps=100`).
+
+Every section is a dataclass; unknown keys and values of the wrong type raise `ConfigError`
+naming the key and where it came from. The resolved tree is written beside every output
+(`save_config`) and reloads unchanged (`load_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from activa_ray.model.config import ModelConfig
+
+
+class ConfigError(ValueError):
+    """A config file, override or value that does not fit the config tree."""
+
+
+@dataclass
+class LinearSCMConfig:
+    """Linear additive SCMs of paper appendix A.1."""
+
+    graph: Literal["er_acyclify", "er_ordered"] = "er_acyclify"  # paper: ER(d, p) then drop random edges until acyclic
+    edge_prob: float = 0.3
+    weight_low: float = 0.5  # |β_ij| ~ U(weight_low, weight_high), random sign
+    weight_high: float = 2.0
+    noise: Literal["gauss", "beta"] = "gauss"
+    noise_std: float = 0.5  # Gaussian noise N(0, noise_std²)
+    beta_param_low: float = 0.5  # Beta(α_j, β_j) with α_j, β_j ~ U(low, high) per variable
+    beta_param_high: float = 2.0
+    intervention_values: list[float] = field(default_factory=lambda: [5.0])
+    jitter_var: float = 0.1  # realised value = nominal + N(0, jitter_var) per sample
+    targets_per_intervention: int = 1  # >1: multi-target interventions on random variable sets
+
+
+@dataclass
+class SergioConfig:
+    """SERGIO steady-state simulation (spec/sergio.md); defaults are the in-distribution ranges."""
+
+    networks: list[str] = field(default_factory=lambda: ["ecoli", "yeast"])
+    interaction_low: float = 1.0  # |k_ij| ~ U(low, high)
+    interaction_high: float = 5.0
+    sign_beta: float = 1.0  # P(activator) per regulator ~ Beta(sign_beta, sign_beta)
+    basal_low: float = 0.0  # master regulators' production b ~ U(low, high)
+    basal_high: float = 1.0
+    hill: list[float] = field(default_factory=lambda: [1.9, 2.0, 2.1])
+    decay: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9])
+    noise_scale: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    dt: float = 0.01
+    technical_noise: bool = False
+    platform: Literal["10x"] = "10x"
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["linear-gauss", "linear-beta", "sergio"] = "linear-gauss"
+    d: int = 2
+    n_samples: int = 40  # samples per condition, observational and interventional alike
+    n_models: int = 10_000  # train (incl. val) + test
+    test_frac: float = 0.1
+    val_frac: float = 0.02  # of the training models, carved out for validation
+    models_per_shard: int = 1_000
+    seed: int = 0
+    source: Literal["stream", "shards"] = "stream"  # training data: simulate on the fly, or read `dir`
+    dir: str = ""  # shard root written by jobs/generate.py (source=shards, evaluation)
+    linear: LinearSCMConfig = field(default_factory=LinearSCMConfig)
+    sergio: SergioConfig = field(default_factory=SergioConfig)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2_000
+    batch_size: int = 64  # examples (model, condition) per step, over all workers
+    optimizer: Literal["nadam", "adam", "adamw"] = "nadam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    min_lr_frac: float = 0.1  # cosine decay to lr * min_lr_frac at `steps`
+    grad_clip: float = 1.0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    seed: int = 42
+    workers: int = 1
+    use_gpu: bool | None = None  # None: use GPUs when the cluster has them
+    cpus_per_worker: float = 1.0
+    shuffle_buffer: int = 4_096  # examples in the local shuffle buffer (source=shards)
+    log_every: int = 50
+    val_every: int = 500
+    val_models: int = 64
+    ckpt_every: int = 500
+    keep_ckpts: int = 3
+    max_failures: int = 2
+    stop_at_step: int = 0  # >0: checkpoint and stop this invocation there; rerun to continue (chunked runs)
+
+
+@dataclass
+class EvalConfig:
+    prior_samples: int = 1  # S: the paper's tables use 1, its section 4.1 describes 50
+    permutations: int = 100
+    seed: int = 0
+
+
+@dataclass
+class WandbConfig:
+    mode: Literal["auto", "online", "offline", "disabled"] = "auto"  # auto: online iff WANDB_API_KEY set
+    project: str = "activa_ray"
+    entity: str = ""
+    group: str = ""
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# merging and type checking
+
+
+def _check_value(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Return `value` converted to type `tp`, or raise ConfigError naming key and source."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    where = f"{key} (from {source})"
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key, source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(value, arg, key, source)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item_type = args[0] if args else Any
+        return [_check_value(v, item_type, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported config type {tp}")
+
+
+def _build(cls: type, values: dict, prefix: str, source: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        path = ", ".join(f"{prefix}.{k}" if prefix else k for k in unknown)
+        raise ConfigError(f"unknown config key {path} (from {source}); known: {sorted(names)}")
+    kwargs = {
+        name: _check_value(value, hints[name], f"{prefix}.{name}" if prefix else name, source)
+        for name, value in values.items()
+    }
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse_dotlist(overrides: list[str]) -> dict:
+    tree: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.steps=100")
+        key, raw = item.split("=", 1)
+        # YAML parses numbers, booleans, null and [lists] the way a user would write them.
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = tree
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is both a value and a section")
+        node[parts[-1]] = value
+    return tree
+
+
+def _read_yaml(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top level")
+    return loaded
+
+
+def validate(cfg: Config) -> Config:
+    """Checks that span fields; raise ConfigError naming the field."""
+    if cfg.data.d < 1:
+        raise ConfigError(f"data.d must be >= 1, got {cfg.data.d}")
+    if cfg.data.n_samples < 2:
+        raise ConfigError(f"data.n_samples must be >= 2, got {cfg.data.n_samples}")
+    if not 0 <= cfg.data.test_frac < 1 or not 0 <= cfg.data.val_frac < 1:
+        raise ConfigError("data.test_frac and data.val_frac must lie in [0, 1)")
+    if cfg.model.encoder_layers % 2:
+        raise ConfigError(f"model.encoder_layers (L) must be even, got {cfg.model.encoder_layers}")
+    if cfg.train.batch_size % cfg.train.workers:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} must be divisible by train.workers={cfg.train.workers}"
+        )
+    if cfg.data.source == "shards" and not cfg.data.dir:
+        raise ConfigError("data.source=shards needs data.dir, the root written by jobs/generate.py")
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults < YAML file at `path` < CLI dotlist `overrides`."""
+    tree: dict = {}
+    sources = []
+    if path is not None:
+        tree = _read_yaml(path)
+        sources.append(str(path))
+    # Check the file on its own first so an error names the file, not the overrides.
+    _build(Config, tree, "", str(path) if path else "defaults")
+    if overrides:
+        tree = _deep_merge(tree, _parse_dotlist(overrides))
+        sources.append("command line")
+    return validate(_build(Config, tree, "", " + ".join(sources) or "defaults"))
+
+
+def config_from_dict(tree: dict, source: str = "dict") -> Config:
+    return validate(_build(Config, tree, "", source))
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (temp name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def config_hash(section: Any) -> str:
+    """Stable short hash of a config (section), used to tell outputs of different configs apart."""
+    import hashlib
+
+    blob = json.dumps(dataclasses.asdict(section), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -1,0 +1,108 @@
+"""One entry point for every simulator, the train/val/test split sizes, and the seed tree.
+
+Seeds: every random draw of the data descends from `data.seed` through a SeedSequence whose
+spawn key names what it is for, so the streams never overlap:
+    (0, shard)        train shards        (1, shard)  val shards      (2, shard)  test shards
+    (3, rank, step)   the training stream (models simulated on the fly by each worker)
+A streamed training model therefore never repeats a test model, on any cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from activa_ray.config import ConfigError, DataConfig
+
+SPLITS = ("train", "val", "test")
+_SPAWN_PREFIX = {"train": 0, "val": 1, "test": 2}
+_STREAM_PREFIX = 3
+
+
+def kind_is_point_mass(kind: str) -> bool:
+    """True where interventions set the target to exactly the value (SERGIO knockouts)."""
+    return kind == "sergio"
+
+
+def intervention_table(data_cfg: DataConfig) -> list[float]:
+    """The nominal intervention values a condition's `value_index` indexes."""
+    if data_cfg.kind == "sergio":
+        return [0.0]
+    return [float(v) for v in data_cfg.linear.intervention_values]
+
+
+def check_data_config(data_cfg: DataConfig) -> None:
+    """Raise ConfigError naming the field for values the simulators cannot use."""
+    linear = data_cfg.linear
+    problems = []
+    if data_cfg.n_models < 1:
+        problems.append(f"data.n_models must be >= 1, got {data_cfg.n_models}")
+    if data_cfg.models_per_shard < 1:
+        problems.append(f"data.models_per_shard must be >= 1, got {data_cfg.models_per_shard}")
+    if data_cfg.kind != "sergio":
+        if not 0.0 <= linear.edge_prob <= 1.0:
+            problems.append(f"data.linear.edge_prob must lie in [0, 1], got {linear.edge_prob}")
+        if not 0.0 <= linear.weight_low <= linear.weight_high:
+            problems.append(
+                "data.linear.weight_low/weight_high must satisfy 0 <= low <= high, "
+                f"got {linear.weight_low}, {linear.weight_high}"
+            )
+        if data_cfg.kind == "linear-gauss" and not linear.noise_std > 0:
+            problems.append(f"data.linear.noise_std must be > 0, got {linear.noise_std}")
+        if data_cfg.kind == "linear-beta" and not 0 < linear.beta_param_low <= linear.beta_param_high:
+            problems.append(
+                "data.linear.beta_param_low/beta_param_high must satisfy 0 < low <= high, "
+                f"got {linear.beta_param_low}, {linear.beta_param_high}"
+            )
+        if not linear.intervention_values:
+            problems.append("data.linear.intervention_values must hold at least one value")
+        if linear.jitter_var < 0:
+            problems.append(f"data.linear.jitter_var must be >= 0, got {linear.jitter_var}")
+        if not 1 <= linear.targets_per_intervention <= data_cfg.d:
+            problems.append(
+                f"data.linear.targets_per_intervention must lie in [1, data.d={data_cfg.d}], "
+                f"got {linear.targets_per_intervention}"
+            )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def simulate(data_cfg: DataConfig, rng: np.random.Generator, n_models: int, with_ref: bool = False) -> dict:
+    """Simulate `n_models` causal models of `data_cfg.kind` (dict of numpy arrays, see scm.py)."""
+    check_data_config(data_cfg)
+    if data_cfg.kind == "sergio":
+        # Imported here: the SERGIO simulator is heavier and optional for linear work.
+        from activa_ray.data.sergio import simulate_sergio
+
+        return simulate_sergio(rng, n_models, data_cfg.d, data_cfg.n_samples, data_cfg.sergio, with_ref)
+    from activa_ray.data.scm import simulate_linear
+
+    noise = "gauss" if data_cfg.kind == "linear-gauss" else "beta"
+    linear = dataclasses.replace(data_cfg.linear, noise=noise)
+    return simulate_linear(rng, n_models, data_cfg.d, data_cfg.n_samples, linear, with_ref)
+
+
+def split_sizes(data_cfg: DataConfig) -> dict[str, int]:
+    """Models per split: test = round(n_models * test_frac); val = round(rest * val_frac)."""
+    n_test = round(data_cfg.n_models * data_cfg.test_frac)
+    n_trainval = data_cfg.n_models - n_test
+    n_val = round(n_trainval * data_cfg.val_frac)
+    return {"train": n_trainval - n_val, "val": n_val, "test": n_test}
+
+
+def shard_seed(data_cfg: DataConfig, split: str, shard_index: int) -> np.random.SeedSequence:
+    """The seed of shard `shard_index` of `split`: a pure function of the config's seed."""
+    if split not in _SPAWN_PREFIX:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return np.random.SeedSequence(data_cfg.seed, spawn_key=(_SPAWN_PREFIX[split], shard_index))
+
+
+def stream_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    """Generator for the models worker `rank` simulates at training step `step` (disjoint
+    from every shard's stream for the same seed)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_STREAM_PREFIX, rank, step))))
+
+
+def shard_rng(data_cfg: DataConfig, split: str, shard_index: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(shard_seed(data_cfg, split, shard_index)))

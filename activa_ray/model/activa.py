@@ -1,0 +1,338 @@
+"""ACTIVA: a transformer conditional beta-VAE that predicts interventional distributions (paper 3-5).
+
+Shapes: B queries, N interventional samples, N_obs observational samples, d variables,
+e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = decoder_components.
+
+- I (B, d, |I|): one-hot of the value index on the target rows, appended to every sample of
+  both datasets, so h' = h_alpha'(D, I) and h'' = h_alpha''(V, I) both see the query.
+- Prior p(z | D, do): GMM with k components, means from a per-variable MLP on h', weights from
+  sum-pooled h' through an MLP, fixed variance prior_var. Encoder q = N(mu, encoder_var I),
+  mu from a per-variable MLP on [h', h''].
+- Decoder: z tokens -> K transformer blocks over the variables -> B_dec-component Gaussian
+  mixture over V: means, u (B_dec, d, e) and a diagonal a (B_dec, d) by row-wise linears,
+  Σ = u uᵀ / e + diag(softplus(a)) + cov_floor I, weights from the sum over variables
+  through a linear + softmax. The diagonal term is our addition to the paper's u·uᵀ: at
+  initialisation the d decoder tokens are nearly identical (they differ only through the
+  2-dimensional z), so u uᵀ alone starts almost rank one and the likelihood of data with
+  independent coordinates is ~2000 nats per sample; with the diagonal it starts near I.
+- Loss (eq. 5): mean over the batch of −Σ_n log p(x_n | z) + β KL, KL by Monte Carlo with the
+  reparameterised z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from activa_ray.model.attention import AlternatingEmbedding, TransformerBlock
+from activa_ray.model.config import ModelConfig
+from activa_ray.model.mixture import GaussianMixture, component_log_prob, isolate_pinned
+
+
+def check_config(cfg: ModelConfig) -> None:
+    """Raise one ValueError naming the ModelConfig field that cannot build a model."""
+    positive = ("heads", "embed_dim", "hidden_dim", "latent_dim", "decoder_components", "prior_components")
+    for name in positive:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"ModelConfig.{name} must be a positive integer; got {value!r}")
+    for name in ("decoder_layers", "encoder_layers"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"ModelConfig.{name} must be a non-negative integer; got {value!r}")
+    if cfg.encoder_layers % 2 != 0:
+        raise ValueError(f"ModelConfig.encoder_layers (L) must be even (alternating sample/variable); got {cfg.encoder_layers}")
+    if cfg.embed_dim % cfg.heads != 0:
+        raise ValueError(f"ModelConfig.embed_dim ({cfg.embed_dim}) must be divisible by heads ({cfg.heads})")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"ModelConfig.dropout must be in [0, 1); got {cfg.dropout!r}")
+    for name in ("prior_var", "encoder_var", "cov_floor"):
+        if not getattr(cfg, name) > 0.0:
+            raise ValueError(f"ModelConfig.{name} must be > 0; got {getattr(cfg, name)!r}")
+    if not 0.0 <= cfg.beta:
+        raise ValueError(f"ModelConfig.beta must be >= 0; got {cfg.beta!r}")
+    if len(cfg.intervention_values) == 0:
+        raise ValueError("ModelConfig.intervention_values must list at least one intervention value")
+
+
+def intervention_representation(targets: torch.Tensor, value_index: torch.Tensor, num_values: int) -> torch.Tensor:
+    """I_{i,t} without the sample axis: one-hot of value_index (B,) on the rows where targets (B, d) is set -> (B, d, |I|)."""
+    one_hot = torch.nn.functional.one_hot(value_index.long(), num_values)  # (B, |I|)
+    return targets.unsqueeze(-1).to(one_hot.dtype) * one_hot.unsqueeze(1)
+
+
+def with_intervention(data: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
+    """Append I (B, d, |I|), repeated over the samples, to data (B, N, d) -> (B, N, d, 1 + |I|)."""
+    batch, samples, variables = data.shape
+    repeated = representation.to(data.dtype).unsqueeze(1).expand(batch, samples, variables, -1)
+    return torch.cat([data.unsqueeze(-1), repeated], dim=-1)
+
+
+def two_layer_mlp(in_features: int, hidden: int, out_features: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Linear(hidden, out_features))
+
+
+def monte_carlo_kl(
+    noise: torch.Tensor,
+    encoder_var: float,
+    latent: torch.Tensor,
+    prior_logits: torch.Tensor,
+    prior_means: torch.Tensor,
+    prior_var: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-sample KL(q ‖ p_GMM) estimate, log q(z) − log p(z), for z = mu + sqrt(encoder_var) · noise.
+
+    noise, latent (B, d, z); prior_logits (B, k); prior_means (B, k, d, z). Returns the KL (B,)
+    and, as a collapse diagnostic, the same estimate per coordinate against the prior's
+    one-dimensional marginal mixture, (B, d, z): near 0 where q carries no information.
+    """
+    log_q_coordinate = -0.5 * noise.pow(2) - 0.5 * math.log(2.0 * math.pi * encoder_var)  # (B, d, z)
+    log_weights = torch.log_softmax(prior_logits, dim=-1)  # (B, k)
+    log_p_coordinate = -0.5 * (latent.unsqueeze(1) - prior_means).pow(2) / prior_var - 0.5 * math.log(
+        2.0 * math.pi * prior_var
+    )  # (B, k, d, z)
+    log_p = torch.logsumexp(log_weights + log_p_coordinate.sum((-2, -1)), dim=1)  # (B,)
+    kl = log_q_coordinate.sum((-2, -1)) - log_p
+    log_p_marginal = torch.logsumexp(log_weights[:, :, None, None] + log_p_coordinate, dim=1)  # (B, d, z)
+    return kl, log_q_coordinate - log_p_marginal
+
+
+class MixtureDecoder(nn.Module):
+    """dec_gamma: latent tokens (B, d, z) -> logits (B, B_dec), means (B, B_dec, d), covariance (B, B_dec, d, d)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.components = cfg.decoder_components
+        self.embed_dim = cfg.embed_dim
+        self.latent_projection = nn.Linear(cfg.latent_dim, cfg.embed_dim)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.embed_dim, cfg.heads, cfg.hidden_dim, cfg.dropout) for _ in range(cfg.decoder_layers)
+        )
+        self.final_norm = nn.LayerNorm(cfg.embed_dim)
+        self.mean_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
+        self.factor_head = nn.Linear(cfg.embed_dim, cfg.decoder_components * cfg.embed_dim)
+        self.diagonal_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
+        self.weight_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
+        self.cov_floor = cfg.cov_floor
+        # The layer-normed tokens have unit-variance features: weights of std sqrt(0.5 / e) give u entries of
+        # variance 0.5, so u uᵀ / e starts with diagonal ~0.5, and softplus(a) starts at 0.5: Σ starts with a
+        # diagonal near 1 (the scale of standardised data) and eigenvalues >= 0.5.
+        nn.init.normal_(self.factor_head.weight, std=(0.5 / cfg.embed_dim) ** 0.5)
+        nn.init.zeros_(self.factor_head.bias)
+        nn.init.zeros_(self.diagonal_head.weight)
+        nn.init.constant_(self.diagonal_head.bias, math.log(math.expm1(0.5)))
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, variables, _ = latent.shape
+        tokens = self.latent_projection(latent)  # (B, d, e)
+        for block in self.blocks:
+            tokens = block(tokens)
+        tokens = self.final_norm(tokens)
+        means = self.mean_head(tokens).transpose(1, 2)  # (B, B_dec, d)
+        factors = self.factor_head(tokens).view(batch, variables, self.components, self.embed_dim).transpose(1, 2)
+        diagonal = self.diagonal_head(tokens).transpose(1, 2)  # (B, B_dec, d)
+        logits = self.weight_head(tokens.sum(1))  # (B, B_dec)
+        # Covariance algebra in float32 outside autocast: Cholesky has no bf16 kernel and needs the precision.
+        with torch.autocast(device_type=latent.device.type, enabled=False):
+            factors = factors.float()  # (B, B_dec, d, e)
+            variances = torch.nn.functional.softplus(diagonal.float()) + self.cov_floor  # (B, B_dec, d)
+            covariance = factors @ factors.transpose(-1, -2) / self.embed_dim + torch.diag_embed(variances)
+        return logits.float(), means.float(), covariance
+
+
+class Activa(nn.Module):
+    """The ACTIVA model. `forward` is `loss`, so a DistributedDataParallel wrapper syncs it."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        check_config(cfg)
+        self.cfg = cfg
+        num_values = len(cfg.intervention_values)
+        in_features = 1 + num_values
+        embedding = (in_features, cfg.embed_dim, cfg.heads, cfg.hidden_dim, cfg.encoder_layers, cfg.dropout)
+        self.observational_embedding = AlternatingEmbedding(*embedding)  # h_alpha'
+        self.interventional_embedding = AlternatingEmbedding(*embedding)  # h_alpha''
+        self.prior_mean_mlp = two_layer_mlp(cfg.embed_dim, cfg.hidden_dim, cfg.prior_components * cfg.latent_dim)
+        self.prior_weight_mlp = two_layer_mlp(cfg.embed_dim, cfg.hidden_dim, cfg.prior_components)
+        self.encoder_mean_mlp = two_layer_mlp(2 * cfg.embed_dim, cfg.hidden_dim, cfg.latent_dim)
+        self.decoder = MixtureDecoder(cfg)
+        self.register_buffer(
+            "intervention_values", torch.tensor(cfg.intervention_values, dtype=torch.float32), persistent=False
+        )
+
+    # ----- pieces (public so tests and diagnostics can reach them) -----
+
+    def check_query(self, data: torch.Tensor, targets: torch.Tensor, value_index: torch.Tensor, name: str) -> None:
+        if data.dim() != 3:
+            raise ValueError(f"{name} must be (B, N, d); got shape {tuple(data.shape)}")
+        batch, _, variables = data.shape
+        if targets.shape != (batch, variables):
+            raise ValueError(f"targets must be (B, d) = {(batch, variables)} to match {name}; got {tuple(targets.shape)}")
+        if value_index.shape != (batch,):
+            raise ValueError(f"value_index must be (B,) = ({batch},); got {tuple(value_index.shape)}")
+        num_values = len(self.cfg.intervention_values)
+        if value_index.numel() and (int(value_index.min()) < 0 or int(value_index.max()) >= num_values):
+            raise ValueError(
+                f"value_index must index the model's intervention values {self.cfg.intervention_values} "
+                f"(0..{num_values - 1}); got values in [{int(value_index.min())}, {int(value_index.max())}]"
+            )
+
+    def embed(self, obs: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
+        """h' = h_alpha'(D, I): (B, N_obs, d), (B, d, |I|) -> (B, d, e)."""
+        return self.observational_embedding(with_intervention(obs, representation))
+
+    def prior(self, h_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prior GMM from h' (B, d, e): logits (B, k), means (B, k, d, z)."""
+        batch, variables, _ = h_obs.shape
+        means = self.prior_mean_mlp(h_obs).view(batch, variables, self.cfg.prior_components, self.cfg.latent_dim)
+        logits = self.prior_weight_mlp(h_obs.sum(1))
+        return logits, means.transpose(1, 2)
+
+    def posterior_mean(self, h_obs: torch.Tensor, h_int: torch.Tensor) -> torch.Tensor:
+        """Mean of q(z | V, D, do): per-variable MLP on [h', h''] -> (B, d, z)."""
+        return self.encoder_mean_mlp(torch.cat([h_obs, h_int], dim=-1))
+
+    def decode(self, latent: torch.Tensor, pinned_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """latent (B, d, z) -> float32 logits (B, B_dec), means (B, B_dec, d), scale_tril (B, B_dec, d, d).
+
+        With pinned_mask (B, d) the pinned rows/columns of Σ are replaced by identity blocks (see
+        mixture.isolate_pinned).
+        """
+        logits, means, covariance = self.decoder(latent)
+        with torch.autocast(device_type=latent.device.type, enabled=False):
+            if pinned_mask is not None:
+                covariance = isolate_pinned(covariance, pinned_mask)
+            # cholesky_ex does not raise: a non-finite batch must give a non-finite loss (whose gradients
+            # zero_nonfinite_grads clears), not a crash. Failed factorisations become NaN, never garbage.
+            scale_tril, info = torch.linalg.cholesky_ex(covariance)
+            scale_tril = scale_tril.masked_fill((info != 0)[..., None, None], float("nan"))
+            return logits.float(), means.float(), scale_tril
+
+    # ----- training -----
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        value_index: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        return self.loss(obs, x, targets, value_index, generator)
+
+    def loss(
+        self,
+        obs: torch.Tensor,
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        value_index: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """β-ELBO terms for obs (B, N_obs, d), x (B, N, d), targets (B, d), value_index (B,).
+
+        "loss": mean over the batch of −Σ_n log p(x_n | z) + β KL (eq. 5, likelihood summed over N).
+        "elbo": mean over the batch of Σ_n log p(x_n | z) − KL (β = 1, comparable across β).
+        "nll_per_sample", "kl", "kl_per_dim" (z,), "prior_weight_entropy": for logging.
+        The latent noise comes from `generator` (on the inputs' device) when given.
+        """
+        self.check_query(obs, targets, value_index, "obs")
+        if x.dim() == 3 and obs.shape[-1] != x.shape[-1]:
+            raise ValueError(f"obs and x must have the same d; got {obs.shape[-1]} and {x.shape[-1]}")
+        self.check_query(x, targets, value_index, "x")
+        cfg = self.cfg
+        representation = intervention_representation(targets, value_index, len(cfg.intervention_values))
+        h_obs = self.embed(obs, representation)  # (B, d, e)
+        h_int = self.interventional_embedding(with_intervention(x, representation))  # (B, d, e)
+        prior_logits, prior_means = self.prior(h_obs)
+        mu = self.posterior_mean(h_obs, h_int)  # (B, d, z)
+        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
+        latent = mu.float() + math.sqrt(cfg.encoder_var) * noise  # reparameterised z ~ q
+
+        pinned_mask = targets.bool() if cfg.point_mass_interventions else None
+        logits, means, scale_tril = self.decode(latent, pinned_mask)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            per_component = component_log_prob(x.float(), means, scale_tril, pinned_mask)  # (B, B_dec, N)
+            log_likelihood = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + per_component, dim=1)  # (B, N)
+            prior_logits = prior_logits.float()
+            kl, kl_coordinates = monte_carlo_kl(
+                noise, cfg.encoder_var, latent, prior_logits, prior_means.float(), cfg.prior_var
+            )
+            reconstruction = log_likelihood.sum(1)  # (B,)
+            prior_log_weights = torch.log_softmax(prior_logits, -1)
+            return {
+                "loss": (-reconstruction + cfg.beta * kl).mean(),
+                "nll_per_sample": -log_likelihood.mean(),
+                "kl": kl.mean(),
+                "kl_per_dim": kl_coordinates.mean((0, 1)),
+                "prior_weight_entropy": -(prior_log_weights.exp() * prior_log_weights).sum(-1).mean(),
+                "elbo": (reconstruction - kl).mean(),
+            }
+
+    # ----- inference -----
+
+    @torch.no_grad()
+    def predict(
+        self,
+        obs: torch.Tensor,
+        targets: torch.Tensor,
+        value_index: torch.Tensor,
+        prior_samples: int = 1,
+        generator: torch.Generator | None = None,
+        values: torch.Tensor | None = None,
+    ) -> GaussianMixture:
+        """p(V | D, do(V_t = v_i)) for obs (B, N_obs, d), targets (B, d), value_index (B,).
+
+        S = prior_samples latents from the prior, each decoded to a B_dec-component mixture, all
+        combined as one uniform mixture over S (M = S · B_dec components). With
+        cfg.point_mass_interventions the targets are pinned to `values` (B,) (default: the
+        model's table value for value_index). Call `model.eval()` first (dropout).
+        """
+        self.check_query(obs, targets, value_index, "obs")
+        if not bool(torch.isfinite(obs).all()):
+            raise ValueError("obs contains NaN or infinite values; the model needs complete, finite data")
+        if prior_samples < 1:
+            raise ValueError(f"prior_samples must be >= 1; got {prior_samples}")
+        cfg = self.cfg
+        batch, _, variables = obs.shape
+        representation = intervention_representation(targets, value_index, len(cfg.intervention_values))
+        prior_logits, prior_means = self.prior(self.embed(obs, representation))  # (B, k), (B, k, d, z)
+        component = torch.multinomial(
+            torch.softmax(prior_logits.float(), -1), prior_samples, replacement=True, generator=generator
+        )  # (B, S)
+        rows = torch.arange(batch, device=obs.device).unsqueeze(-1)
+        chosen_means = prior_means.float()[rows, component]  # (B, S, d, z)
+        noise = torch.randn(chosen_means.shape, generator=generator, device=obs.device, dtype=torch.float32)
+        latent = chosen_means + math.sqrt(cfg.prior_var) * noise
+
+        pinned_mask = pinned_values = None
+        if cfg.point_mass_interventions:
+            pinned_mask = targets.bool()
+            if values is None:
+                values = self.intervention_values[value_index.long()]
+            elif values.shape != (batch,):
+                raise ValueError(f"values must be (B,) = ({batch},); got {tuple(values.shape)}")
+            pinned_values = values.to(device=obs.device, dtype=torch.float32).unsqueeze(-1).expand(batch, variables)
+        decoder_mask = None if pinned_mask is None else pinned_mask.repeat_interleave(prior_samples, dim=0)
+        logits, means, scale_tril = self.decode(latent.reshape(batch * prior_samples, variables, -1), decoder_mask)
+        components = prior_samples * cfg.decoder_components
+        mixture_logits = torch.log_softmax(logits, -1).reshape(batch, components) - math.log(prior_samples)
+        return GaussianMixture(
+            mixture_logits,
+            means.reshape(batch, components, variables),
+            scale_tril.reshape(batch, components, variables, variables),
+            pinned_mask,
+            pinned_values,
+        )
+
+
+def zero_nonfinite_grads(model: nn.Module) -> int:
+    """Zero every non-finite gradient entry in place; return how many there were (one device sync)."""
+    counts = []
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            nonfinite = ~torch.isfinite(parameter.grad)
+            parameter.grad.masked_fill_(nonfinite, 0.0)
+            counts.append(nonfinite.sum())
+    return int(torch.stack(counts).sum()) if counts else 0

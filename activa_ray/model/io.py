@@ -1,0 +1,177 @@
+"""Portable export of an Activa model: `model.safetensors` (weights) + `config.json` (ModelConfig + meta).
+
+Loading never unpickles or executes anything from the files: the weights are safetensors, the
+config is JSON checked field by field against ModelConfig, and the weights are checked name by
+name and shape by shape against the model the config builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from activa_ray.model.activa import Activa
+from activa_ray.model.config import ModelConfig
+
+FORMAT = "activa_ray.model"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ModelFileError(ValueError):
+    """An exported model directory that cannot be loaded; the message names the file and the problem."""
+
+
+def _temporary_path(target: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def state_dict_to_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write a state dict as safetensors at `path` (temporary name, then rename)."""
+    target = Path(path)
+    tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state_dict.items()}
+    temporary = _temporary_path(target)
+    try:
+        save_file(tensors, str(temporary))
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def safetensors_to_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a state dict; a file that is not safetensors raises ModelFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing (expected a safetensors weights file)")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def _write_json(document: dict[str, Any], path: Path) -> None:
+    temporary = _temporary_path(path)
+    try:
+        temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Export `model` to `directory` (created if needed): model.safetensors and config.json. Returns the directory."""
+    directory = Path(directory)
+    if meta is not None and not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict or None; got {type(meta).__name__}")
+    document = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": asdict(model.cfg), "meta": meta}
+    try:
+        json.dumps(document)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"meta must be JSON-serialisable: {error}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    state_dict_to_safetensors(model.state_dict(), directory / WEIGHTS_FILE)
+    _write_json(document, directory / CONFIG_FILE)
+    return directory
+
+
+def _field_ok(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(
+            isinstance(item, (int, float)) and not isinstance(item, bool) for item in value
+        )
+    return True
+
+
+def model_config_from_dict(values: Any, source: str) -> ModelConfig:
+    """Build a ModelConfig from a JSON object; unknown, missing or mistyped fields raise ModelFileError naming `source`."""
+    if not isinstance(values, dict):
+        raise ModelFileError(f"{source}: \"model\" must be an object of ModelConfig fields; got {type(values).__name__}")
+    defaults = asdict(ModelConfig())
+    known = [spec.name for spec in fields(ModelConfig)]
+    unknown = sorted(set(values) - set(known))
+    missing = [name for name in known if name not in values]
+    if unknown:
+        raise ModelFileError(f"{source}: unknown model config key(s) {unknown}; known keys: {known}")
+    if missing:
+        raise ModelFileError(f"{source}: model config is missing key(s) {missing}")
+    for name in known:
+        if not _field_ok(values[name], defaults[name]):
+            expected = type(defaults[name]).__name__
+            raise ModelFileError(f"{source}: model.{name} must be of type {expected}; got {values[name]!r}")
+    converted = {
+        name: [float(v) for v in value] if isinstance(value, list) else
+        float(value) if isinstance(defaults[name], float) else value
+        for name, value in values.items()
+    }
+    return ModelConfig(**converted)
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Activa, dict]:
+    """Load an exported model -> (Activa in eval mode on `device`, meta dict ({} when none was saved))."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not directory.is_dir():
+        raise ModelFileError(f"{directory}: not a directory (expected an exported model with {CONFIG_FILE} and {WEIGHTS_FILE})")
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ModelFileError(f"{path}: missing; {directory} is not an exported activa_ray model")
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{config_path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        found = document.get("format") if isinstance(document, dict) else type(document).__name__
+        raise ModelFileError(f"{config_path}: \"format\" must be {FORMAT!r}; got {found!r}")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{config_path}: format_version {document.get('format_version')!r} is not supported (this code reads {FORMAT_VERSION})"
+        )
+    unknown = sorted(set(document) - {"format", "format_version", "model", "meta"})
+    if unknown:
+        raise ModelFileError(f"{config_path}: unknown top-level key(s) {unknown}")
+    meta = document.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise ModelFileError(f"{config_path}: \"meta\" must be an object or null; got {type(meta).__name__}")
+    cfg = model_config_from_dict(document.get("model"), str(config_path))
+    try:
+        model = Activa(cfg)
+    except ValueError as error:
+        raise ModelFileError(f"{config_path}: {error}") from None
+
+    state = safetensors_to_state_dict(weights_path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{name} {tuple(state[name].shape)} (config needs {tuple(tensor.shape)})"
+        for name, tensor in expected.items()
+        if name in state and state[name].shape != tensor.shape
+    ]
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            problems.append(f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if mismatched:
+            problems.append(f"wrong shapes {mismatched[:5]}{' ...' if len(mismatched) > 5 else ''}")
+        raise ModelFileError(f"{weights_path}: weights do not match {config_path}: " + "; ".join(problems))
+    model.load_state_dict(state)
+    return model.to(device).eval(), meta or {}

@@ -1,0 +1,182 @@
+"""The driver side of training: build the TorchTrainer from the config, fit, export, draw a figure.
+
+RUN_DIR layout:
+  config.yaml             the resolved config
+  checkpoints/step_*/     Ray Train checkpoints (the last `train.keep_ckpts`), plus Ray's run state
+  export/                 model.safetensors + config.json, loadable without Ray
+  figures/                PNGs of predictions on held-out models
+  wandb/                  W&B files (offline runs without an API key)
+Rerunning with the same RUN_DIR resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from activa_ray.config import Config, ConfigError, save_config, to_dict
+from activa_ray.train.checkpoint import latest_checkpoint, load_checkpoint, read_checkpoint_state
+
+# Ray Train blocks every report until the controller's next poll (2 s by default); training reports
+# every `log_every` steps, so a short poll keeps reports cheap. Propagated to controller and workers.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
+
+def default_run_dir(cfg: Config) -> Path:
+    from datetime import datetime
+
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.name}-{stamp}"
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """Connect to the cluster of `ray job submit`/RAY_ADDRESS, or start a local one.
+
+    On a small machine a local Ray gets at least 4 logical CPUs: two training workers plus Ray Data
+    tasks deadlock on 2 (see shared notes).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+        return
+    ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), log_to_driver=True)
+
+
+def check_shard_dir(cfg: Config) -> None:
+    """Refuse a shard directory that is missing or holds data of another kind/d/N."""
+    from activa_ray.data.shards import read_manifest
+
+    root = Path(cfg.data.dir)
+    if not (root / "manifest.json").is_file():
+        raise ConfigError(f"data.dir={root}: no manifest.json; write shards with jobs/generate.py first")
+    saved = read_manifest(root)["config"]
+    saved_data = saved.get("data", saved)
+    for key in ("kind", "d", "n_samples"):
+        if saved_data.get(key) != getattr(cfg.data, key):
+            raise ConfigError(
+                f"data.dir={root} holds data.{key}={saved_data.get(key)!r}, the config says {getattr(cfg.data, key)!r}"
+            )
+
+
+def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
+    import ray
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from activa_ray.train.loop import train_loop_per_worker
+
+    use_gpu = cfg.train.use_gpu
+    if use_gpu is None:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    resources = {"CPU": cfg.train.cpus_per_worker}
+    if use_gpu:
+        resources["GPU"] = 1
+    datasets = None
+    if cfg.data.source == "shards":
+        check_shard_dir(cfg)
+        datasets = {"train": ray.data.read_parquet(str(Path(cfg.data.dir).resolve() / "train"))}
+    resume = latest_checkpoint(run_dir / "checkpoints")
+    if resume is not None:
+        saved_model = read_checkpoint_state(resume)["config"]["model"]
+        if saved_model != asdict(cfg.model):
+            raise ConfigError(f"{run_dir} holds checkpoints of another model config; use a new --out")
+    return TorchTrainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir.resolve())},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.train.workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name="checkpoints",
+            storage_path=str(run_dir.resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.train.keep_ckpts),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.train.max_failures),
+            callbacks=callbacks,
+        ),
+        datasets=datasets,
+        resume_from_checkpoint=ray.train.Checkpoint.from_directory(str(resume)) if resume else None,
+    )
+
+
+def export_model(cfg: Config, run_dir: Path) -> Path:
+    """Turn the latest checkpoint into RUN_DIR/export (weights + config), loadable without Ray."""
+    from activa_ray.data.simulate import intervention_table
+    from activa_ray.model.activa import Activa
+    from activa_ray.model.io import save_model
+
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise RuntimeError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
+    model = Activa(cfg.model)
+    state = load_checkpoint(checkpoint, model, None, asdict(cfg.model))
+    meta = {
+        "name": cfg.name,
+        "step": state["step"],
+        "data": {"kind": cfg.data.kind, "d": cfg.data.d, "n_samples": cfg.data.n_samples,
+                 "intervention_values": intervention_table(cfg.data)},
+        "data_stats": state["extra"].get("data_stats", {}),
+        "config": to_dict(cfg),
+    }
+    save_model(model, run_dir / "export", meta)
+    return run_dir / "export"
+
+
+def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3) -> list[Path]:
+    """Predictions of the exported model on a few held-out (test-seed) models, as PNGs."""
+    from activa_ray.data.simulate import shard_seed, simulate
+    from activa_ray.eval.baselines import conditional_mvn
+    from activa_ray.eval.figures import figure2, marginals
+    from activa_ray.model.io import load_model
+
+    model, _ = load_model(export_dir)
+    model.eval()
+    rng = np.random.default_rng(shard_seed(cfg.data, "test", 0))
+    batch = simulate(cfg.data, rng, n_models)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(cfg.eval.seed)
+    m, c, n, d = batch["int"].shape
+    obs = torch.as_tensor(batch["obs"]).repeat_interleave(c, 0)  # (M*C, N, d)
+    targets = torch.as_tensor(batch["targets"].reshape(m * c, d), dtype=torch.float32)
+    value_index = torch.as_tensor(batch["value_index"].reshape(m * c), dtype=torch.long)
+    values = torch.as_tensor(batch["values"].reshape(m * c))
+    with torch.no_grad():
+        mix = model.predict(obs, targets, value_index, prior_samples=cfg.eval.prior_samples,
+                            generator=generator, values=values)
+        activa = mix.sample(n, generator=generator).numpy().reshape(m, c, n, d)
+    baseline = conditional_mvn(
+        batch["obs"].repeat(c, axis=0), batch["targets"].reshape(m * c, d), batch["values"].reshape(m * c),
+        n, rng, point_mass=cfg.model.point_mass_interventions, jitter_var=cfg.data.linear.jitter_var,
+    ).samples.reshape(m, c, n, d)
+    paths = []
+    for i in range(m):
+        names = [str(v) for v in batch["var_names"][i]]
+        if d == 2:
+            path = figure2(batch["obs"][i], batch["int"][i], baseline[i], activa[i], out_dir / f"figure2_model{i}.png",
+                           var_names=names)
+        else:
+            path = marginals(batch["int"][i], {"baseline": baseline[i], "ACTIVA": activa[i]},
+                             out_dir / f"marginals_model{i}.png", var_names=names)
+        paths.append(path)
+    return paths
+
+
+def run_training(cfg: Config, run_dir: str | os.PathLike | None = None, num_cpus: int | None = None) -> dict:
+    """Train (or resume) into `run_dir`, export the model, draw figures; return where things are."""
+    run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    ensure_ray(num_cpus)
+    result = build_trainer(cfg, run_dir).fit()
+    if result.error:
+        raise result.error
+    export_dir = export_model(cfg, run_dir)
+    figures = draw_figures(cfg, export_dir, run_dir / "figures")
+    return {"run_dir": run_dir, "export": export_dir, "figures": figures, "metrics": result.metrics}

@@ -1,0 +1,226 @@
+"""Hyperparameter sweeps: every trial is a full Ray Train run launched from a Tune function trainable.
+
+A sweep file (configs/tune.yaml) names a base training config, overrides for it, the search space
+over dotted config keys, and the sweep settings:
+
+    base: configs/gauss2.yaml
+    overrides: [train.steps=2000]
+    space:
+      model.beta: {loguniform: [0.01, 1.0]}
+      model.prior_components: {choice: [1, 2, 4]}
+      train.lr: {grid: [0.001, 0.0003]}
+    tune: {metric: val/loss, mode: min, num_samples: 8, search: random, ...}
+
+Outputs under DIR: tuner/ (Tune's state, for restore), trials.csv (one row per trial),
+best_config.yaml (accepted unchanged by jobs/train.py --config) and best.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from activa_ray.config import (
+    Config,
+    ConfigError,
+    _build,
+    _deep_merge,
+    _parse_dotlist,
+    _read_yaml,
+    config_from_dict,
+    load_config,
+    save_config,
+    to_dict,
+)
+
+DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
+
+
+@dataclass
+class SweepSettings:
+    metric: str = "val/loss"
+    mode: Literal["min", "max"] = "min"
+    num_samples: int = 8  # samples of the space (each grid point is repeated num_samples times)
+    search: Literal["random", "optuna", "hyperopt"] = "random"
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_period: int = 2  # ASHA: reports before a trial can be stopped
+    reduction_factor: int = 2
+    max_concurrent_trials: int = 0  # 0: derived from the cluster and the workers per trial
+    seed: int = 0
+
+
+@dataclass
+class SweepFile:
+    base: str = ""
+    overrides: list[str] = field(default_factory=list)
+    space: dict[str, Any] = field(default_factory=dict)
+    tune: SweepSettings = field(default_factory=SweepSettings)
+
+
+def _dotted_to_tree(params: dict[str, Any]) -> dict:
+    return _parse_dotlist([f"{k}={json.dumps(v)}" for k, v in params.items()])
+
+
+def trial_config(base: dict, params: dict[str, Any]) -> Config:
+    return config_from_dict(_deep_merge(base, _dotted_to_tree(params)), source="sweep trial")
+
+
+def _check_space(space: dict, base: dict, source: str) -> None:
+    """Every key must exist in the config tree and every value the space can produce must be valid."""
+    for key, spec in space.items():
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise ConfigError(f"space.{key} (from {source}): expected one of {{{', '.join(DISTRIBUTIONS)}: ...}}, got {spec!r}")
+        kind, args = next(iter(spec.items()))
+        if kind in ("choice", "grid"):
+            candidates = list(args)
+        else:
+            if not (isinstance(args, list) and len(args) == 2 and args[0] < args[1]):
+                raise ConfigError(f"space.{key}.{kind} (from {source}): expected [low, high] with low < high")
+            if kind == "loguniform" and args[0] <= 0:
+                raise ConfigError(f"space.{key}.loguniform (from {source}): bounds must be positive")
+            candidates = [args[0]] if kind == "randint" else list(args)
+        for value in candidates:
+            try:
+                trial_config(base, {key: value})
+            except ConfigError as err:
+                raise ConfigError(f"space.{key} (from {source}): value {value!r} is invalid: {err}") from None
+
+
+def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> tuple[SweepFile, dict]:
+    """Read the sweep file; CLI overrides `tune.x=...` set sweep settings, all others the base config."""
+    tree = _read_yaml(path)
+    sweep_overrides = [o for o in overrides or [] if o.startswith("tune.")]
+    train_overrides = [o for o in overrides or [] if not o.startswith("tune.")]
+    if sweep_overrides:
+        tree = _deep_merge(tree, _parse_dotlist(sweep_overrides))
+    sweep = _build(SweepFile, tree, "", str(path))
+    if not sweep.space:
+        raise ConfigError(f"{path}: the sweep needs a non-empty `space`")
+    base_path = Path(sweep.base) if sweep.base else None
+    if base_path is not None and not base_path.is_absolute() and not base_path.exists():
+        base_path = Path(path).parent.parent / sweep.base  # relative to the repository root
+    base = to_dict(load_config(base_path, list(sweep.overrides) + train_overrides))
+    _check_space(sweep.space, base, str(path))
+    return sweep, base
+
+
+def _search_space(space: dict) -> dict:
+    from ray import tune
+
+    samplers = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
+                "randint": lambda a: tune.randint(a[0], a[1] + 1), "choice": tune.choice,
+                "grid": tune.grid_search}
+    return {key: samplers[kind](args) for key, spec in space.items() for kind, args in spec.items()}
+
+
+def run_trial(params: dict, base: dict) -> None:
+    """The Tune function trainable: one full Ray Train run with the trial's parameters."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from activa_ray.train.trainer import build_trainer
+
+    cfg = trial_config(base, params)
+    run_dir = Path(tune.get_context().get_trial_dir())
+    save_config(cfg, run_dir / "config.yaml")
+    build_trainer(cfg, run_dir, callbacks=[TuneReportCallback()]).fit()
+
+
+def concurrent_trials(cfg: Config, settings: SweepSettings) -> int:
+    """As many trials at once as the cluster holds, given the workers each trial asks for."""
+    import ray
+
+    if settings.max_concurrent_trials:
+        return settings.max_concurrent_trials
+    resources = ray.cluster_resources()
+    if resources.get("GPU", 0) >= 1 and cfg.train.use_gpu is not False:
+        return max(1, int(resources["GPU"] // cfg.train.workers))
+    return max(1, int(resources.get("CPU", 1) // (cfg.train.workers * cfg.train.cpus_per_worker)))
+
+
+def _searcher(settings: SweepSettings):
+    if settings.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=settings.seed)
+    if settings.search == "hyperopt":
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        return HyperOptSearch(random_state_seed=settings.seed)
+    return None
+
+
+def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrides: list[str] | None = None,
+              num_cpus: int | None = None) -> dict:
+    """Run (or resume) the sweep into `out_dir`; write the trials table and the best config."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from activa_ray.train.trainer import ensure_ray
+
+    sweep, base = load_sweep(sweep_path, overrides)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base.setdefault("wandb", {})["group"] = base["wandb"].get("group") or f"sweep-{out_dir.name}"
+    base_cfg = config_from_dict(base)
+    (out_dir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": to_dict(sweep), "base": base}, sort_keys=False))
+    ensure_ray(num_cpus)
+    # Tune's function trainable only launches the TorchTrainer; its workers hold the resources.
+    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base), {"CPU": 0.1})
+    tuner_path = out_dir / "tuner"
+    if tune.Tuner.can_restore(str(tuner_path)):
+        tuner = tune.Tuner.restore(str(tuner_path), trainable=trainable, resume_errored=True)
+    else:
+        scheduler = None
+        if sweep.tune.scheduler == "asha":
+            scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=sweep.tune.grace_period,
+                                      reduction_factor=sweep.tune.reduction_factor,
+                                      max_t=max(sweep.tune.grace_period, _reports_per_trial(base_cfg)))
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_search_space(sweep.space),
+            tune_config=tune.TuneConfig(
+                metric=sweep.tune.metric, mode=sweep.tune.mode, num_samples=sweep.tune.num_samples,
+                search_alg=_searcher(sweep.tune), scheduler=scheduler,
+                max_concurrent_trials=concurrent_trials(base_cfg, sweep.tune),
+            ),
+            run_config=tune.RunConfig(name="tuner", storage_path=str(out_dir)),
+        )
+    results = tuner.fit()
+    return summarize(results, sweep, base, out_dir)
+
+
+def _reports_per_trial(cfg: Config) -> int:
+    return -(-cfg.train.steps // min(cfg.train.log_every, cfg.train.val_every, cfg.train.ckpt_every))
+
+
+def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
+    """trials.csv (every trial), best_config.yaml and best.json (the best finished trial)."""
+    metric, mode = sweep.tune.metric, sweep.tune.mode
+    rows = []
+    for result in results:
+        params = dict(result.config or {})
+        metrics = result.metrics or {}
+        rows.append({"trial": Path(result.path).name, **params, "step": metrics.get("step"),
+                     metric: metrics.get(metric), "iterations": metrics.get("training_iteration"),
+                     "error": bool(result.error)})
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
+    best = results.get_best_result(metric=metric, mode=mode, scope="last")
+    best_params = dict(best.config)
+    best_cfg = trial_config(base, best_params)
+    save_config(best_cfg, out_dir / "best_config.yaml")
+    summary = {"metric": metric, "mode": mode, "value": best.metrics.get(metric), "params": best_params,
+               "checkpoint_path": best.metrics.get("checkpoint_path"), "trial_dir": best.path,
+               "trials": len(rows)}
+    tmp = out_dir / "best.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out_dir / "best.json")
+    return {"best": summary, "trials": rows, "out_dir": out_dir}

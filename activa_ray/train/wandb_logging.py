@@ -1,0 +1,50 @@
+"""Weights & Biases on rank 0: online only with a key (or wandb.mode=online), never a prompt or a hang."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from activa_ray.config import Config, WandbConfig, to_dict
+
+
+def resolve_mode(cfg: WandbConfig) -> str:
+    """auto -> online when WANDB_API_KEY is set, else offline (files under the run directory)."""
+    if cfg.mode == "auto":
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return cfg.mode
+
+
+def init_run(cfg: Config, run_dir: str | os.PathLike, job_type: str = "train", group: str | None = None):
+    """Start (or resume, same id) the run of `run_dir`; None when W&B is disabled.
+
+    The run id is kept in RUN_DIR/wandb_run_id so that a resumed training continues the same run.
+    Only the resolved config is logged; the API key is never written anywhere.
+    """
+    mode = resolve_mode(cfg.wandb)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    id_file = run_dir / "wandb_run_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(6)
+    id_file.write_text(run_id)
+    # No console capture (it would re-log Ray's output) and no git probing; offline never
+    # reaches for the network, online without a key is refused by resolve_mode's caller.
+    settings = wandb.Settings(console="off", disable_git=True, silent=True, x_disable_stats=True)
+    return wandb.init(
+        project=cfg.wandb.project,
+        entity=cfg.wandb.entity or None,
+        group=group or cfg.wandb.group or None,
+        name=f"{cfg.name}-{run_dir.name}",
+        id=run_id,
+        resume="allow",
+        dir=str(run_dir),
+        mode=mode,
+        job_type=job_type,
+        config=to_dict(cfg),
+        settings=settings,
+    )

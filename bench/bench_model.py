@@ -1,0 +1,79 @@
+"""Model speed on CPU: training throughput of the Gauss 8 size and single-query prediction latency."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from activa_ray.model.activa import Activa
+from activa_ray.model.config import PRESETS
+
+
+def _batch(batch: int, samples: int, variables: int, generator: torch.Generator):
+    obs = torch.randn(batch, samples, variables, generator=generator)
+    x = torch.randn(batch, samples, variables, generator=generator)
+    targets = torch.zeros(batch, variables, dtype=torch.bool)
+    targets[torch.arange(batch), torch.randint(variables, (batch,), generator=generator)] = True
+    value_index = torch.zeros(batch, dtype=torch.long)
+    return obs, x, targets, value_index
+
+
+def model_train_gauss8(batch: int = 256, samples: int = 30, variables: int = 8, warmup: int = 1, steps: int = 2) -> dict:
+    """Forward + backward + NAdam step of PRESETS["gauss8"] at batch 256, d=8, N=N_obs=30, all CPU threads."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    model = Activa(PRESETS["gauss8"]).train()
+    optimizer = torch.optim.NAdam(model.parameters(), lr=5e-4)
+    obs, x, targets, value_index = _batch(batch, samples, variables, generator)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(obs, x, targets, value_index, generator=generator)["loss"].backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    cpu_seconds = (time.process_time() - cpu_start) / steps  # CPU time of all threads: less sensitive to other load
+    return {
+        "examples_per_s": round(batch / seconds, 1),
+        "s_per_step": round(seconds, 3),
+        "cpu_s_per_step": round(cpu_seconds, 3),
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def model_predict_d8(samples: int = 30, variables: int = 8, prior_samples: int = 50, repeats: int = 30) -> dict:
+    """One query (d=8, N_obs=30) -> 50-prior-sample mixture, on ONE CPU thread; median latency."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        generator = torch.Generator().manual_seed(0)
+        model = Activa(PRESETS["gauss8"]).eval()
+        obs, _, targets, value_index = _batch(1, samples, variables, generator)
+        for _ in range(3):
+            model.predict(obs, targets, value_index, prior_samples=prior_samples, generator=generator)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.predict(obs, targets, value_index, prior_samples=prior_samples, generator=generator)
+            times.append(time.perf_counter() - start)
+        times.sort()
+        return {
+            "ms_per_query": round(1000 * times[len(times) // 2], 2),
+            "ms_min": round(1000 * times[0], 2),
+            "prior_samples": prior_samples,
+            "target_ms": 20,
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+BENCHES = {"model_train_gauss8": model_train_gauss8, "model_predict_d8": model_predict_d8}

@@ -1,0 +1,108 @@
+"""Ray Tune sweeps of a tiny model on the real local cluster: ASHA, W&B per trial, best config, restore."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from activa_ray.config import ConfigError, load_config
+from activa_ray.train.tune import load_sweep, run_sweep
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[1]
+
+# Three trials run one after the other; the third has a learning rate so large that ASHA must cut it at
+# its first rung, where the two sane trials have already set the bar.
+SWEEP = {
+    "base": str(REPO / "configs" / "smoke.yaml"),
+    "overrides": ["wandb.mode=offline", "train.steps=16", "train.log_every=4", "train.val_every=4",
+                  "train.ckpt_every=8", "train.val_models=4", "train.warmup_steps=1"],
+    "space": {"train.lr": {"grid": [0.003, 0.002, 5.0]}, "model.beta": {"loguniform": [0.05, 0.2]}},
+    "tune": {"metric": "val/loss", "mode": "min", "num_samples": 1, "search": "random",
+             "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "max_concurrent_trials": 1},
+}
+
+
+def write_sweep(path: Path, **changes) -> Path:
+    sweep = {**SWEEP, **changes}
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_cluster, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    return run_sweep(write_sweep(root / "sweep.yaml"), root / "out"), root / "out"
+
+
+def test_three_trials_complete_and_asha_stops_the_bad_one(sweep):
+    summary, out = sweep
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 3 and not trials["error"].any()
+    by_lr = trials.set_index("train.lr")
+    assert by_lr.loc[5.0, "iterations"] < by_lr.loc[0.003, "iterations"] == 4
+    assert summary["best"]["params"]["train.lr"] != 5.0
+
+
+def test_every_trial_logs_to_wandb_in_one_group(sweep):
+    _, out = sweep
+    runs = list((out / "tuner").glob("*/wandb/offline-run-*/run-*.wandb"))
+    assert len(runs) == 3
+
+
+def test_best_config_trains_unchanged(sweep, tmp_path):
+    summary, out = sweep
+    cfg = load_config(out / "best_config.yaml", ["train.steps=4", "train.log_every=2", "train.val_every=4",
+                                                 "train.ckpt_every=4"])
+    assert cfg.train.lr == summary["best"]["params"]["train.lr"]
+    best = json.loads((out / "best.json").read_text())
+    assert Path(best["checkpoint_path"]).is_dir()
+    from activa_ray.train.trainer import run_training
+
+    result = run_training(cfg, tmp_path / "best")
+    assert (result["export"] / "model.safetensors").is_file()
+
+
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
+    sweep_file = write_sweep(tmp_path / "sweep.yaml", space={"train.lr": {"grid": [0.003, 0.002]}})
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "jobs" / "tune.py"), "--config", str(sweep_file), "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    finished = []
+    while time.time() < deadline and not finished:
+        finished = [p for p in (out / "tuner").glob("*/metrics.jsonl")
+                    if json.loads(p.read_text().splitlines()[-1])["step"] == 16]
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver shuts Ray down
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert finished, "the first trial did not finish"
+    first_reports = finished[0].read_text()
+    summary = run_sweep(sweep_file, out)
+    assert summary["best"]["trials"] == 2
+    assert finished[0].read_text() == first_reports  # the finished trial was not run again
+    assert sorted(pd.read_csv(out / "trials.csv")["iterations"]) == [4, 4]
+
+
+def test_invalid_spaces_are_refused_with_the_key(tmp_path):
+    odd = write_sweep(tmp_path / "odd.yaml", space={"model.encoder_layers": {"choice": [2, 3]}})
+    with pytest.raises(ConfigError, match="encoder_layers.*even"):
+        load_sweep(odd)
+    unknown = write_sweep(tmp_path / "unknown.yaml", space={"model.depth": {"choice": [2]}})
+    with pytest.raises(ConfigError, match="model.depth"):
+        load_sweep(unknown)
+    bad_bounds = write_sweep(tmp_path / "bounds.yaml", space={"train.lr": {"loguniform": [0.0, 0.1]}})
+    with pytest.raises(ConfigError, match="positive"):
+        load_sweep(bad_bounds)

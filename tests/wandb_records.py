@@ -1,0 +1,59 @@
+"""Read the records of a W&B offline run file (`run-*.wandb`) without W&B's servers or CLI.
+
+The file is a 7-byte W&B header followed by a LevelDB-style log: 32 KiB blocks of records with a
+7-byte header (crc32, length uint16, type: 1 full, 2 first, 3 middle, 4 last); each record payload is a
+`wandb_internal_pb2.Record` protobuf.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2
+
+BLOCK = 32 * 1024
+HEADER = 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def records(path: Path) -> list:
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    payloads, pending, pos = [], b"", HEADER
+    while pos + HEADER <= len(data):
+        left_in_block = BLOCK - pos % BLOCK
+        if left_in_block < HEADER:  # block trailer padding
+            pos += left_in_block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        pos += HEADER
+        if kind == 0 and length == 0:  # zero padding to the end of the block
+            pos += left_in_block - HEADER
+            continue
+        fragment = data[pos:pos + length]
+        pos += length
+        if kind == FULL:
+            payloads.append(fragment)
+        elif kind == FIRST:
+            pending = fragment
+        elif kind == MIDDLE:
+            pending += fragment
+        elif kind == LAST:
+            payloads.append(pending + fragment)
+    parsed = []
+    for payload in payloads:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(payload)
+        parsed.append(record)
+    return parsed
+
+
+def history_keys(path: Path) -> set[str]:
+    """Every metric key logged with `run.log` in the run file."""
+    keys = set()
+    for record in records(path):
+        if record.WhichOneof("record_type") == "history":
+            for item in record.history.item:
+                keys.add(item.key or "/".join(item.nested_key))
+    return keys
