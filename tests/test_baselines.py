@@ -168,15 +168,10 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 
 @pytest.mark.ray
-def test_ray_tasks_give_the_same_answer_as_in_process() -> None:
-    ray = pytest.importorskip("ray")
+def test_ray_tasks_give_the_same_answer_as_in_process(ray_cluster) -> None:
     batch = simulate(DataConfig(d=3, n_samples=40), np.random.default_rng(12), 4)
     args = (batch["obs"], np.tile([[1, 0, 0]], (4, 1)), np.full(4, 5.0), 20)
     local = ges_mec(*args, np.random.default_rng(13))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = ges_mec(*args, np.random.default_rng(13), ray_tasks=2)
-    finally:
-        ray.shutdown()
+    remote = ges_mec(*args, np.random.default_rng(13), ray_tasks=2)
     assert np.array_equal(local.samples, remote.samples, equal_nan=True)
     assert local.components.tolist() == remote.components.tolist()

@@ -27,6 +27,7 @@ from activa_ray.eval.metrics import all_metrics
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
 from activa_ray.model.io import save_model
+from wandb_records import records
 
 TINY = ModelConfig(embed_dim=16, hidden_dim=32, encoder_layers=2, decoder_layers=1, heads=2)
 
@@ -61,6 +62,7 @@ def _per_pair(out: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.ray  # the shard directory is written by Ray tasks
 def test_report_files_hold_what_was_computed(evaluated: tuple[Path, dict]) -> None:
     out, outcome = evaluated
     results = json.loads((out / "results.json").read_text())
@@ -88,6 +90,7 @@ def test_report_files_hold_what_was_computed(evaluated: tuple[Path, dict]) -> No
     assert "| oracle_graph |" in markdown and "non-descendants" in markdown
 
 
+@pytest.mark.ray  # the shard directory is written by Ray tasks
 def test_noise_floor_matches_a_direct_computation(evaluated: tuple[Path, dict], shard_dir: Path) -> None:
     out, _ = evaluated
     paths = shard_paths(shard_dir, "test")
@@ -100,6 +103,7 @@ def test_noise_floor_matches_a_direct_computation(evaluated: tuple[Path, dict], 
         assert results["floor"][metric]["mean"] == pytest.approx(direct[metric].mean().item(), rel=1e-5)
 
 
+@pytest.mark.ray  # the shard directory is written by Ray tasks
 def test_roles_split_the_other_variable_by_the_graph(evaluated: tuple[Path, dict]) -> None:
     out, _ = evaluated
     by_role = json.loads((out / "results_by_role.json").read_text())
@@ -109,6 +113,7 @@ def test_roles_split_the_other_variable_by_the_graph(evaluated: tuple[Path, dict
         assert by_role["descendants"][method]["mmd"]["n"] + by_role["non_descendants"][method]["mmd"]["n"] == 10
 
 
+@pytest.mark.ray  # the shard directory is written by Ray tasks
 def test_figures_are_written(evaluated: tuple[Path, dict]) -> None:
     out, outcome = evaluated
     pngs = sorted((out / "figures").glob("*.png"))
@@ -153,19 +158,29 @@ def test_validation_metrics_on_an_in_memory_batch() -> None:
     assert model.training  # restored after the eval-mode prediction
 
 
+@pytest.mark.ray  # the shard directory is written by Ray tasks
 def test_cli_writes_the_report_and_names_bad_inputs(shard_dir: Path, model_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli"
     code = cli(["--model", str(model_dir), "--data", str(shard_dir), "--out", str(out), "--prior-samples", "1",
-                "--max-models", "2", "--permutations", "5", "--figure-models", "0", "--no-progress"])
+                "--max-models", "2", "--permutations", "5", "--figure-models", "0", "--no-progress", "--wandb", "offline"])
     assert code == 0
     assert "evaluated 4 (model, condition) pairs" in capsys.readouterr().out
-    assert (out / "results.json").is_file()
+    results = json.loads((out / "results.json").read_text())
+    # The offline W&B run logged the same numbers.
+    (run_file,) = out.glob("wandb/offline-run-*/run-*.wandb")
+    logged = {}
+    for record in records(run_file):
+        if record.WhichOneof("record_type") == "history":
+            logged.update({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
+    assert float(logged["eval/all/activa/mmd"]) == pytest.approx(results["activa"]["mmd"]["mean"])
+    assert float(logged["eval/all/baseline/wsd"]) == pytest.approx(results["baseline"]["wsd"]["mean"])
 
     assert cli(["--model", str(model_dir), "--data", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("error: ") and "manifest" in message and "\n" not in message
 
 
+@pytest.mark.ray  # the shard directory is written by Ray tasks
 def test_bad_inputs_raise_clear_errors(shard_dir: Path, model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     with pytest.raises(ShardError, match="no manifest"):

@@ -113,9 +113,14 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(ray_cluster, tmp_path
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(run_training(cfg, tmp_path)))
     thread.start()
+    def last_step() -> int:
+        path = tmp_path / "metrics.jsonl"
+        return reports(tmp_path)[-1]["step"] if path.is_file() and path.read_text() else 0
+
+    # Kill once a report lies beyond the first checkpoint, so the restart must repeat some steps.
     deadline = time.time() + 120
-    while latest_checkpoint(tmp_path / "checkpoints") is None and time.time() < deadline:
-        time.sleep(0.2)
+    while last_step() <= cfg.train.ckpt_every and time.time() < deadline:
+        time.sleep(0.1)
     pids = _train_worker_pids()
     assert pids, "no training worker process found"
     killed_after = reports(tmp_path)[-1]["step"]

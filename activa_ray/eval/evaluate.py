@@ -250,7 +250,9 @@ def evaluate(
     remaining = max_models
     total_pairs = 0
 
-    bar = tqdm(total=max_models, unit="model", desc=f"evaluate {split}", disable=not progress)
+    listed = (manifest.get("splits", {}).get(split) or {}).get("models")
+    bar = tqdm(total=min(x for x in (listed, max_models) if x is not None) if (listed or max_models) else None,
+               unit="model", desc=f"evaluate {split}", disable=not progress)
     for path in paths:
         if remaining is not None and remaining <= 0:
             break

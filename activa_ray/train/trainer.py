@@ -82,6 +82,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
     if cfg.data.source == "shards":
         check_shard_dir(cfg)
         datasets = {"train": ray.data.read_parquet(str(Path(cfg.data.dir).resolve() / "train"))}
+    # Ray Train restores its checkpoint state from storage_path/name by itself: the same RUN_DIR resumes.
     resume = latest_checkpoint(run_dir / "checkpoints")
     if resume is not None:
         saved_model = read_checkpoint_state(resume)["config"]["model"]
@@ -102,7 +103,6 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
             callbacks=callbacks,
         ),
         datasets=datasets,
-        resume_from_checkpoint=ray.train.Checkpoint.from_directory(str(resume)) if resume else None,
     )
 
 
