@@ -66,7 +66,7 @@ class DataConfig:
     d: int = 2
     n_samples: int = 40  # samples per condition, observational and interventional alike
     n_models: int = 10_000  # train (incl. val) + test
-    test_frac: float = 0.1
+    test_frac: float = 0.1  # 1.0: an evaluation-only set (e.g. SERGIO out-of-distribution)
     val_frac: float = 0.02  # of the training models, carved out for validation
     models_per_shard: int = 1_000
     seed: int = 0
@@ -161,6 +161,11 @@ def _check_value(value: Any, tp: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         item_type = args[0] if args else Any
         return [_check_value(v, item_type, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        value_type = args[1] if args else Any
+        return {k: _check_value(v, value_type, f"{key}.{k}", source) for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -245,8 +250,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"data.d must be >= 1, got {cfg.data.d}")
     if cfg.data.n_samples < 2:
         raise ConfigError(f"data.n_samples must be >= 2, got {cfg.data.n_samples}")
-    if not 0 <= cfg.data.test_frac < 1 or not 0 <= cfg.data.val_frac < 1:
-        raise ConfigError("data.test_frac and data.val_frac must lie in [0, 1)")
+    if not 0 <= cfg.data.test_frac <= 1 or not 0 <= cfg.data.val_frac < 1:
+        raise ConfigError("data.test_frac must lie in [0, 1] (1: an evaluation-only set), data.val_frac in [0, 1)")
     if cfg.model.encoder_layers % 2:
         raise ConfigError(f"model.encoder_layers (L) must be even, got {cfg.model.encoder_layers}")
     if cfg.train.batch_size % cfg.train.workers:
