@@ -31,10 +31,11 @@ def run_experiment(
 ) -> dict[str, Path]:
     from activa_ray.data.shards import generate
     from activa_ray.eval.evaluate import evaluate
-    from activa_ray.train.trainer import ensure_ray, run_training
+    from activa_ray.cluster import connect_or_start
+    from activa_ray.train.trainer import run_training
 
     out_dir = Path(out_dir)
-    ensure_ray(num_cpus)
+    connect_or_start(num_cpus)
     generate(cfg, out_dir / "data")
     trained = run_training(cfg, out_dir / "run")
     outputs = {"run": trained["run_dir"], "eval": out_dir / "eval"}

@@ -14,6 +14,6 @@ def ray_cluster():
     """
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=True)
+    ray.init(address="local", num_cpus=4, include_dashboard=True)
     yield ray
     ray.shutdown()

@@ -79,8 +79,10 @@ def test_wandb_offline_files_hold_the_logged_metrics(ddp_run):
     run_files = list((result["run_dir"] / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(run_files) == 1, "rank 0 only: exactly one W&B run"
     keys = history_keys(run_files[0])
-    for key in ("train/loss", "train/kl", "lr", "train/examples_per_s", "train/grad_norm", "val/loss"):
+    for key in ("train/loss", "train/kl", "lr", "train/examples_per_s", "train/grad_norm", "val/loss",
+                "val/activa_mmd", "train/nonfinite_grads", "train/kl_dim0", "train/prior_weight_entropy"):
         assert key in keys
+    assert any(key.startswith("figures/") for key in keys)
 
 
 def test_a_stopped_run_resumes_with_the_same_losses(ray_cluster, tmp_path):

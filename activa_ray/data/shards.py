@@ -425,6 +425,8 @@ def generate(
     import ray
     from tqdm import tqdm
 
+    from activa_ray.cluster import connect_or_start
+
     check_data_config(cfg.data)
     root = Path(out_dir)
     _prepare_directory(root, cfg.data, overwrite)
@@ -441,9 +443,10 @@ def generate(
             edges[(plan.split, plan.index)] = found
 
     started_ray = False
-    if todo and not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False)
-        started_ray = True
+    if todo:
+        # One simulation task per physical core: shards are CPU-bound, more would only add memory.
+        started_ray = connect_or_start(num_cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES,
+                                       include_dashboard=False)
     try:
         bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
         if todo:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from activa_ray.cluster import connect_or_start
 from activa_ray.config import Config, ConfigError, save_config, to_dict
 from activa_ray.train.checkpoint import latest_checkpoint, load_checkpoint, read_checkpoint_state
 
@@ -31,22 +32,6 @@ def default_run_dir(cfg: Config) -> Path:
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{cfg.name}-{stamp}"
-
-
-def ensure_ray(num_cpus: int | None = None) -> None:
-    """Connect to the cluster of `ray job submit`/RAY_ADDRESS, or start a local one.
-
-    On a small machine a local Ray gets at least 4 logical CPUs: two training workers plus Ray Data
-    tasks deadlock on 2 (see shared notes).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
-        return
-    ray.init(num_cpus=num_cpus or max(4, os.cpu_count() or 1), log_to_driver=True)
 
 
 def check_shard_dir(cfg: Config) -> None:
@@ -168,15 +153,29 @@ def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3
     return paths
 
 
+def log_figures(cfg: Config, run_dir: Path, figures: list[Path]) -> None:
+    """Attach the figures to the run's W&B run (the same id, resumed), when W&B is on."""
+    from activa_ray.train.wandb_logging import init_run
+
+    run = init_run(cfg, run_dir)
+    if run is None:
+        return
+    import wandb
+
+    run.log({f"figures/{path.stem}": wandb.Image(str(path)) for path in figures})
+    run.finish()
+
+
 def run_training(cfg: Config, run_dir: str | os.PathLike | None = None, num_cpus: int | None = None) -> dict:
     """Train (or resume) into `run_dir`, export the model, draw figures; return where things are."""
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    ensure_ray(num_cpus)
+    connect_or_start(num_cpus)
     result = build_trainer(cfg, run_dir).fit()
     if result.error:
         raise result.error
     export_dir = export_model(cfg, run_dir)
     figures = draw_figures(cfg, export_dir, run_dir / "figures")
+    log_figures(cfg, run_dir, figures)
     return {"run_dir": run_dir, "export": export_dir, "figures": figures, "metrics": result.metrics}

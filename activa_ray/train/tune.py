@@ -162,7 +162,7 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from activa_ray.train.trainer import ensure_ray
+    from activa_ray.cluster import connect_or_start
 
     sweep, base = load_sweep(sweep_path, overrides)
     out_dir = Path(out_dir).resolve()
@@ -170,7 +170,7 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
     base.setdefault("wandb", {})["group"] = base["wandb"].get("group") or f"sweep-{out_dir.name}"
     base_cfg = config_from_dict(base)
     (out_dir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": to_dict(sweep), "base": base}, sort_keys=False))
-    ensure_ray(num_cpus)
+    connect_or_start(num_cpus)
     # Tune's function trainable only launches the TorchTrainer; its workers hold the resources.
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=base), {"CPU": 0.1})
     tuner_path = out_dir / "tuner"
