@@ -27,7 +27,7 @@ from activa_ray.eval.metrics import all_metrics
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
 from activa_ray.model.io import save_model
-from wandb_records import records
+from wandb_records import wait_for_keys
 
 TINY = ModelConfig(embed_dim=16, hidden_dim=32, encoder_layers=2, decoder_layers=1, heads=2)
 
@@ -168,10 +168,7 @@ def test_cli_writes_the_report_and_names_bad_inputs(shard_dir: Path, model_dir: 
     results = json.loads((out / "results.json").read_text())
     # The offline W&B run logged the same numbers.
     (run_file,) = out.glob("wandb/offline-run-*/run-*.wandb")
-    logged = {}
-    for record in records(run_file):
-        if record.WhichOneof("record_type") == "history":
-            logged.update({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
+    logged = wait_for_keys([run_file], {"eval/all/activa/mmd", "eval/all/baseline/wsd"})
     assert float(logged["eval/all/activa/mmd"]) == pytest.approx(results["activa"]["mmd"]["mean"])
     assert float(logged["eval/all/baseline/wsd"]) == pytest.approx(results["baseline"]["wsd"]["mean"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -75,7 +76,10 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
     sweep_file = write_sweep(tmp_path / "sweep.yaml", space={"train.lr": {"grid": [0.003, 0.002]}})
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "jobs" / "tune.py"), "--config", str(sweep_file), "--out", str(out)]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The interrupted driver joins the session's cluster (as `ray job submit` would): one Ray instance on
+    # the machine, and the job's placement groups go with it when it is interrupted.
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address}
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline and not finished:

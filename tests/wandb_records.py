@@ -8,6 +8,7 @@ The file is a 7-byte W&B header followed by a LevelDB-style log: 32 KiB blocks o
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -49,11 +50,24 @@ def records(path: Path) -> list:
     return parsed
 
 
-def history_keys(path: Path) -> set[str]:
-    """Every metric key logged with `run.log` in the run file."""
-    keys = set()
+def logged_values(path: Path) -> dict[str, str]:
+    """The last JSON value of every metric key logged with `run.log` in the run file."""
+    values = {}
     for record in records(path):
         if record.WhichOneof("record_type") == "history":
             for item in record.history.item:
-                keys.add(item.key or "/".join(item.nested_key))
-    return keys
+                values[item.key or "/".join(item.nested_key)] = item.value_json
+    return values
+
+
+def wait_for_keys(paths: list[Path], keys: set[str], timeout: float = 60.0) -> dict[str, str]:
+    """Logged values of the run files once every key is there: W&B's service process writes the file
+    asynchronously and may still be flushing when `run.finish()` has returned on a loaded machine."""
+    deadline = time.time() + timeout
+    while True:
+        values = {}
+        for path in paths:
+            values.update(logged_values(path))
+        if keys <= set(values) or time.time() > deadline:
+            return values
+        time.sleep(0.5)
