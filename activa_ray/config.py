@@ -139,7 +139,7 @@ def _check_value(value: Any, tp: Any, key: str, source: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, key, source)
+        return build_dataclass(tp, value, key, source)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -187,7 +187,7 @@ def _check_value(value: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{where}: unsupported config type {tp}")
 
 
-def _build(cls: type, values: dict, prefix: str, source: str) -> Any:
+def build_dataclass(cls: type, values: dict, prefix: str, source: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -201,17 +201,17 @@ def _build(cls: type, values: dict, prefix: str, source: str) -> Any:
     return cls(**kwargs)
 
 
-def _deep_merge(base: dict, update: dict) -> dict:
+def deep_merge(base: dict, update: dict) -> dict:
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-def _parse_dotlist(overrides: list[str]) -> dict:
+def parse_dotlist(overrides: list[str]) -> dict:
     tree: dict = {}
     for item in overrides:
         if "=" not in item:
@@ -229,7 +229,7 @@ def _parse_dotlist(overrides: list[str]) -> dict:
     return tree
 
 
-def _read_yaml(path: str | os.PathLike) -> dict:
+def read_yaml(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -268,18 +268,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
     tree: dict = {}
     sources = []
     if path is not None:
-        tree = _read_yaml(path)
+        tree = read_yaml(path)
         sources.append(str(path))
     # Check the file on its own first so an error names the file, not the overrides.
-    _build(Config, tree, "", str(path) if path else "defaults")
+    build_dataclass(Config, tree, "", str(path) if path else "defaults")
     if overrides:
-        tree = _deep_merge(tree, _parse_dotlist(overrides))
+        tree = deep_merge(tree, parse_dotlist(overrides))
         sources.append("command line")
-    return validate(_build(Config, tree, "", " + ".join(sources) or "defaults"))
+    return validate(build_dataclass(Config, tree, "", " + ".join(sources) or "defaults"))
 
 
 def config_from_dict(tree: dict, source: str = "dict") -> Config:
-    return validate(_build(Config, tree, "", source))
+    return validate(build_dataclass(Config, tree, "", source))
 
 
 def to_dict(cfg: Any) -> dict:

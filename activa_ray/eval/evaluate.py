@@ -495,7 +495,7 @@ def cli(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from activa_ray.config import ConfigError, WandbConfig, config_from_dict
+    from activa_ray.config import ConfigError, config_from_dict
     from activa_ray.data.shards import ShardError
     from activa_ray.model.io import ModelFileError
 

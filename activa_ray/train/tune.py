@@ -28,10 +28,10 @@ import yaml
 from activa_ray.config import (
     Config,
     ConfigError,
-    _build,
-    _deep_merge,
-    _parse_dotlist,
-    _read_yaml,
+    build_dataclass,
+    deep_merge,
+    parse_dotlist,
+    read_yaml,
     config_from_dict,
     load_config,
     save_config,
@@ -63,11 +63,11 @@ class SweepFile:
 
 
 def _dotted_to_tree(params: dict[str, Any]) -> dict:
-    return _parse_dotlist([f"{k}={json.dumps(v)}" for k, v in params.items()])
+    return parse_dotlist([f"{k}={json.dumps(v)}" for k, v in params.items()])
 
 
 def trial_config(base: dict, params: dict[str, Any]) -> Config:
-    return config_from_dict(_deep_merge(base, _dotted_to_tree(params)), source="sweep trial")
+    return config_from_dict(deep_merge(base, _dotted_to_tree(params)), source="sweep trial")
 
 
 def _check_space(space: dict, base: dict, source: str) -> None:
@@ -93,12 +93,12 @@ def _check_space(space: dict, base: dict, source: str) -> None:
 
 def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> tuple[SweepFile, dict]:
     """Read the sweep file; CLI overrides `tune.x=...` set sweep settings, all others the base config."""
-    tree = _read_yaml(path)
+    tree = read_yaml(path)
     sweep_overrides = [o for o in overrides or [] if o.startswith("tune.")]
     train_overrides = [o for o in overrides or [] if not o.startswith("tune.")]
     if sweep_overrides:
-        tree = _deep_merge(tree, _parse_dotlist(sweep_overrides))
-    sweep = _build(SweepFile, tree, "", str(path))
+        tree = deep_merge(tree, parse_dotlist(sweep_overrides))
+    sweep = build_dataclass(SweepFile, tree, "", str(path))
     if not sweep.space:
         raise ConfigError(f"{path}: the sweep needs a non-empty `space`")
     base_path = Path(sweep.base) if sweep.base else None
@@ -158,7 +158,6 @@ def _searcher(settings: SweepSettings):
 def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrides: list[str] | None = None,
               num_cpus: int | None = None) -> dict:
     """Run (or resume) the sweep into `out_dir`; write the trials table and the best config."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
