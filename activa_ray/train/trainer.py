@@ -118,6 +118,7 @@ def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3
     """Predictions of the exported model on a few held-out (test-seed) models, as PNGs."""
     from activa_ray.data.simulate import shard_seed, simulate
     from activa_ray.eval.baselines import conditional_mvn
+    from activa_ray.eval.evaluate import flatten_pairs, predict_samples
     from activa_ray.eval.figures import figure2, marginals
     from activa_ray.model.io import load_model
 
@@ -128,17 +129,12 @@ def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3
     out_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(cfg.eval.seed)
     m, c, n, d = batch["int"].shape
-    obs = torch.as_tensor(batch["obs"]).repeat_interleave(c, 0)  # (M*C, N, d)
-    targets = torch.as_tensor(batch["targets"].reshape(m * c, d), dtype=torch.float32)
-    value_index = torch.as_tensor(batch["value_index"].reshape(m * c), dtype=torch.long)
-    values = torch.as_tensor(batch["values"].reshape(m * c))
-    with torch.no_grad():
-        mix = model.predict(obs, targets, value_index, prior_samples=cfg.eval.prior_samples,
-                            generator=generator, values=values)
-        activa = mix.sample(n, generator=generator).numpy().reshape(m, c, n, d)
+    pairs = flatten_pairs(batch)  # one row per (model, condition): P = M * C
+    activa = predict_samples(model, pairs["obs"], pairs["targets"], pairs["values"], n, cfg.eval.prior_samples,
+                             generator, len(pairs["obs"]), torch.device("cpu")).reshape(m, c, n, d)
     baseline = conditional_mvn(
-        batch["obs"].repeat(c, axis=0), batch["targets"].reshape(m * c, d), batch["values"].reshape(m * c),
-        n, rng, point_mass=cfg.model.point_mass_interventions, jitter_var=cfg.data.linear.jitter_var,
+        pairs["obs"], pairs["targets"], pairs["values"], n, rng,
+        point_mass=cfg.model.point_mass_interventions, jitter_var=cfg.data.linear.jitter_var,
     ).samples.reshape(m, c, n, d)
     paths = []
     for i in range(m):
