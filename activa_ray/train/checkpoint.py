@@ -94,6 +94,13 @@ def read_checkpoint_state(directory: str | os.PathLike) -> dict:
     return state
 
 
+def model_config_differences(state: dict, model_config: dict) -> str:
+    """The model fields where a checkpoint's state and `model_config` differ, as one line ("" if none)."""
+    saved = state["config"].get("model", {})
+    differing = sorted(k for k in set(saved) | set(model_config) if saved.get(k) != model_config.get(k))
+    return ", ".join(f"model.{k}: checkpoint {saved.get(k)!r} vs config {model_config.get(k)!r}" for k in differing)
+
+
 def load_checkpoint(
     directory: str | os.PathLike,
     model: torch.nn.Module,
@@ -107,13 +114,9 @@ def load_checkpoint(
     """
     directory = Path(directory)
     state = read_checkpoint_state(directory)
-    saved_model_config = state["config"].get("model", {})
-    differing = sorted(k for k in set(saved_model_config) | set(model_config)
-                       if saved_model_config.get(k) != model_config.get(k))
-    if differing:
-        details = ", ".join(f"model.{k}: checkpoint {saved_model_config.get(k)!r} vs config {model_config.get(k)!r}"
-                            for k in differing)
-        raise CheckpointError(f"checkpoint {directory} was trained with another model config ({details})")
+    differences = model_config_differences(state, model_config)
+    if differences:
+        raise CheckpointError(f"checkpoint {directory} was trained with another model config ({differences})")
     try:
         weights = load_file(str(directory / "model.safetensors"))
         model.load_state_dict(weights)

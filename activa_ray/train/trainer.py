@@ -20,7 +20,12 @@ import torch
 
 from activa_ray.cluster import connect_or_start
 from activa_ray.config import Config, ConfigError, save_config, to_dict
-from activa_ray.train.checkpoint import latest_checkpoint, load_checkpoint, read_checkpoint_state
+from activa_ray.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    model_config_differences,
+    read_checkpoint_state,
+)
 
 # Ray Train blocks every report until the controller's next poll (2 s by default); training reports
 # every `log_every` steps, so a short poll keeps reports cheap. Propagated to controller and workers.
@@ -70,9 +75,9 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
     # Ray Train restores its checkpoint state from storage_path/name by itself: the same RUN_DIR resumes.
     resume = latest_checkpoint(run_dir / "checkpoints")
     if resume is not None:
-        saved_model = read_checkpoint_state(resume)["config"]["model"]
-        if saved_model != asdict(cfg.model):
-            raise ConfigError(f"{run_dir} holds checkpoints of another model config; use a new --out")
+        differences = model_config_differences(read_checkpoint_state(resume), asdict(cfg.model))
+        if differences:
+            raise ConfigError(f"{run_dir} holds checkpoints of another model config ({differences}); use a new --out")
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir.resolve())},
