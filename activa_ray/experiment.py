@@ -36,18 +36,18 @@ def run_experiment(
 
     out_dir = Path(out_dir)
     connect_or_start(num_cpus)
-    generate(cfg, out_dir / "data")
-    trained = run_training(cfg, out_dir / "run")
-    outputs = {"run": trained["run_dir"], "eval": out_dir / "eval"}
-    evaluate(trained["export"], out_dir / "data", out_dir / "eval", prior_samples=(1, 50),
-             default_prior_samples=cfg.eval.prior_samples, seed=cfg.eval.seed, max_models=max_models,
-             methods=evaluation_methods(cfg), permutations=cfg.eval.permutations)
+    # (data config, shard directory, report directory): the experiment's own test split first.
+    evaluations = [(cfg, out_dir / "data", out_dir / "eval")]
     for extra in extra_eval_configs:
-        extra_cfg = load_config(extra)
         name = Path(extra).stem
-        generate(extra_cfg, out_dir / f"data_{name}")
-        evaluate(trained["export"], out_dir / f"data_{name}", out_dir / f"eval_{name}", prior_samples=(1, 50),
+        evaluations.append((load_config(extra), out_dir / f"data_{name}", out_dir / f"eval_{name}"))
+    for data_cfg, data_dir, _ in evaluations:
+        generate(data_cfg, data_dir)
+    trained = run_training(cfg, out_dir / "run")
+    outputs = {"run": trained["run_dir"]}
+    for data_cfg, data_dir, eval_dir in evaluations:
+        evaluate(trained["export"], data_dir, eval_dir, prior_samples=(1, 50),
                  default_prior_samples=cfg.eval.prior_samples, seed=cfg.eval.seed, max_models=max_models,
-                 methods=evaluation_methods(extra_cfg), permutations=cfg.eval.permutations)
-        outputs[f"eval_{name}"] = out_dir / f"eval_{name}"
+                 methods=evaluation_methods(data_cfg), permutations=cfg.eval.permutations)
+        outputs[eval_dir.name] = eval_dir
     return outputs
