@@ -86,6 +86,8 @@ class TrainConfig:
     warmup_steps: int = 100
     min_lr_frac: float = 0.1  # cosine decay to lr * min_lr_frac at `steps`
     grad_clip: float = 1.0
+    # α of the hybrid objective: + α · (−log p(V | D, do)) under the prior predictive (0: the paper's β-ELBO alone).
+    prior_nll_weight: float = 0.0
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
     seed: int = 42
@@ -254,6 +256,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("data.test_frac must lie in [0, 1] (1: an evaluation-only set), data.val_frac in [0, 1)")
     if cfg.model.encoder_layers % 2:
         raise ConfigError(f"model.encoder_layers (L) must be even, got {cfg.model.encoder_layers}")
+    if not cfg.train.prior_nll_weight >= 0:
+        raise ConfigError(f"train.prior_nll_weight must be >= 0, got {cfg.train.prior_nll_weight}")
     if cfg.train.batch_size % cfg.train.workers:
         raise ConfigError(
             f"train.batch_size={cfg.train.batch_size} must be divisible by train.workers={cfg.train.workers}"

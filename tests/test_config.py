@@ -30,6 +30,7 @@ def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
         (["model.encoder_layers=3"], r"encoder_layers.*even"),
         (["train.steps"], r"expected key=value"),
         (["data.source=shards"], r"data\.dir"),
+        (["train.prior_nll_weight=-0.5"], r"train\.prior_nll_weight must be >= 0"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):

@@ -153,7 +153,7 @@ def test_validation_metrics_on_an_in_memory_batch() -> None:
     model.train()
     batch = simulate(DataConfig(d=3, n_samples=12), np.random.default_rng(0), 4)
     got = validation_metrics(model, batch, prior_samples=2, generator=torch.Generator().manual_seed(0))
-    assert set(got) == {f"{m}_{k}" for m in ("activa", "baseline") for k in ("mmd", "wsd", "erg")}
+    assert set(got) == {f"{m}_{k}" for m in ("activa", "baseline", "posterior") for k in ("mmd", "wsd", "erg")}
     assert all(np.isfinite(v) and v >= 0 for v in got.values())
     assert model.training  # restored after the eval-mode prediction
 

@@ -458,28 +458,34 @@ def validation_metrics(
 
     `batch` is a model batch (obs, int, targets, values, graph, var_names ...); the model is put
     in eval mode for the call and restored after. Keys: activa_mmd, activa_wsd, activa_erg,
-    baseline_mmd, baseline_wsd, baseline_erg.
+    baseline_*, and posterior_* (the decoder at the posterior mean, which sees the truth: the gap
+    activa_* − posterior_* is what the prior has still to learn from the observational data).
     """
     pairs = flatten_pairs(batch)
     device = next(model.parameters()).device
     n = pairs["int"].shape[1]
+    generator = generator if generator is not None else torch.Generator(device).manual_seed(0)
     was_training = model.training
     model.eval()
     try:
         activa = predict_samples(
             model, pairs["obs"], pairs["targets"], pairs["values"], n, prior_samples,
-            generator if generator is not None else torch.Generator(device).manual_seed(0), len(pairs["obs"]), device, "validation batch",
+            generator, len(pairs["obs"]), device, "validation batch",
         )
+        index = model_value_index(pairs["values"], model.cfg.intervention_values, "validation batch")
+        posterior = model.reconstruct(
+            *(torch.as_tensor(pairs[key], dtype=torch.float32, device=device) for key in ("obs", "int", "targets")),
+            torch.as_tensor(index, dtype=torch.long, device=device),
+        ).sample(n, generator=generator).float()
     finally:
         model.train(was_training)
-    seed = generator.initial_seed() if generator is not None else 0
     baseline = conditional_mvn(
-        pairs["obs"], pairs["targets"], pairs["values"], n, np.random.default_rng(seed),
+        pairs["obs"], pairs["targets"], pairs["values"], n, np.random.default_rng(generator.initial_seed()),
         point_mass=model.cfg.point_mass_interventions, jitter_var=jitter_var,
     ).samples
     truth = torch.as_tensor(pairs["int"], dtype=torch.float32, device=device)
     out = {}
-    for name, samples in (("activa", activa), ("baseline", baseline)):
+    for name, samples in (("activa", activa), ("baseline", baseline), ("posterior", posterior)):
         prediction = torch.as_tensor(samples, dtype=torch.float32, device=device)
         for metric, fn in (("mmd", mmd), ("wsd", wasserstein), ("erg", energy)):
             out[f"{name}_{metric}"] = float(torch.nanmean(fn(truth, prediction)).item())

@@ -16,7 +16,9 @@ e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = deco
   2-dimensional z), so u uᵀ alone starts almost rank one and the likelihood of data with
   independent coordinates is ~2000 nats per sample; with the diagonal it starts near I.
 - Loss (eq. 5): mean over the batch of −Σ_n log p(x_n | z) + β KL, KL by Monte Carlo with the
-  reparameterised z.
+  reparameterised z. Optionally plus α · (−log p(V | D, do)) under the prior predictive (the
+  hybrid objective of conditional VAEs, Sohn et al. 2015): the prior otherwise learns only from
+  β·KL towards a moving posterior and, on 8 variables, lags far behind it (see `loss`).
 """
 
 from __future__ import annotations
@@ -194,6 +196,12 @@ class Activa(nn.Module):
         """Mean of q(z | V, D, do): per-variable MLP on [h', h''] -> (B, d, z)."""
         return self.encoder_mean_mlp(torch.cat([h_obs, h_int], dim=-1))
 
+    def encode(self, obs: torch.Tensor, x: torch.Tensor, representation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h' (B, d, e) from obs (B, N_obs, d) and the posterior mean (B, d, z) from [h', h''(x (B, N, d))]."""
+        h_obs = self.embed(obs, representation)
+        h_int = self.interventional_embedding(with_intervention(x, representation))
+        return h_obs, self.posterior_mean(h_obs, h_int)
+
     def decode(self, latent: torch.Tensor, pinned_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """latent (B, d, z) -> float32 logits (B, B_dec), means (B, B_dec, d), scale_tril (B, B_dec, d, d).
 
@@ -219,8 +227,9 @@ class Activa(nn.Module):
         targets: torch.Tensor,
         value_index: torch.Tensor,
         generator: torch.Generator | None = None,
+        prior_nll_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
-        return self.loss(obs, x, targets, value_index, generator)
+        return self.loss(obs, x, targets, value_index, generator, prior_nll_weight)
 
     def loss(
         self,
@@ -229,24 +238,27 @@ class Activa(nn.Module):
         targets: torch.Tensor,
         value_index: torch.Tensor,
         generator: torch.Generator | None = None,
+        prior_nll_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
         """β-ELBO terms for obs (B, N_obs, d), x (B, N, d), targets (B, d), value_index (B,).
 
-        "loss": mean over the batch of −Σ_n log p(x_n | z) + β KL (eq. 5, likelihood summed over N).
+        "loss": mean over the batch of −Σ_n log p(x_n | z) + β KL (eq. 5, likelihood summed over N),
+        plus prior_nll_weight · (−log p(V | D, do)) under the prior predictive when it is > 0.
         "elbo": mean over the batch of Σ_n log p(x_n | z) − KL (β = 1, comparable across β).
-        "nll_per_sample", "kl", "kl_per_dim" (z,), "prior_weight_entropy": for logging.
+        "nll_per_sample", "kl", "kl_per_dim" (z,), "prior_weight_entropy": for logging, and
+        "prior_nll_per_sample" when prior_nll_weight > 0.
         The latent noise comes from `generator` (on the inputs' device) when given.
         """
+        if not prior_nll_weight >= 0.0:
+            raise ValueError(f"prior_nll_weight must be >= 0; got {prior_nll_weight!r}")
         self.check_query(obs, targets, value_index, "obs")
         if x.dim() == 3 and obs.shape[-1] != x.shape[-1]:
             raise ValueError(f"obs and x must have the same d; got {obs.shape[-1]} and {x.shape[-1]}")
         self.check_query(x, targets, value_index, "x")
         cfg = self.cfg
         representation = intervention_representation(targets, value_index, len(cfg.intervention_values))
-        h_obs = self.embed(obs, representation)  # (B, d, e)
-        h_int = self.interventional_embedding(with_intervention(x, representation))  # (B, d, e)
+        h_obs, mu = self.encode(obs, x, representation)  # (B, d, e), (B, d, z)
         prior_logits, prior_means = self.prior(h_obs)
-        mu = self.posterior_mean(h_obs, h_int)  # (B, d, z)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
         latent = mu.float() + math.sqrt(cfg.encoder_var) * noise  # reparameterised z ~ q
 
@@ -261,7 +273,7 @@ class Activa(nn.Module):
             )
             reconstruction = log_likelihood.sum(1)  # (B,)
             prior_log_weights = torch.log_softmax(prior_logits, -1)
-            return {
+            terms = {
                 "loss": (-reconstruction + cfg.beta * kl).mean(),
                 "nll_per_sample": -log_likelihood.mean(),
                 "kl": kl.mean(),
@@ -269,8 +281,63 @@ class Activa(nn.Module):
                 "prior_weight_entropy": -(prior_log_weights.exp() * prior_log_weights).sum(-1).mean(),
                 "elbo": (reconstruction - kl).mean(),
             }
+        if prior_nll_weight > 0.0:
+            prior_log_likelihood = self.prior_predictive_log_likelihood(
+                x, prior_logits, prior_means, pinned_mask, generator
+            )  # (B,)
+            terms["loss"] = terms["loss"] - prior_nll_weight * prior_log_likelihood.mean()
+            terms["prior_nll_per_sample"] = -prior_log_likelihood.mean() / x.shape[1]
+        return terms
+
+    def prior_predictive_log_likelihood(
+        self,
+        x: torch.Tensor,
+        prior_logits: torch.Tensor,
+        prior_means: torch.Tensor,
+        pinned_mask: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """log Σ_k w_k Π_n p(x_n | z_k) for x (B, N, d): one reparameterised z_k ~ N(m_k, prior_var I) per component -> (B,).
+
+        This is the likelihood of the N samples under what predict does (pick a causal model from
+        the prior, decode it); its gradient reaches the prior means, weights and the observational
+        embedding directly. The product over n keeps the mixture over models: each component must
+        explain the whole sample set, so weights go to the models that do.
+        """
+        batch, components = prior_logits.shape
+        noise = torch.randn(prior_means.shape, generator=generator, device=x.device, dtype=torch.float32)
+        latent = prior_means.float() + math.sqrt(self.cfg.prior_var) * noise  # (B, k, d, z)
+        mask = None if pinned_mask is None else pinned_mask.repeat_interleave(components, dim=0)
+        logits, means, scale_tril = self.decode(latent.flatten(0, 1), mask)  # (B·k, ...)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            repeated = x.float().repeat_interleave(components, dim=0)  # (B·k, N, d)
+            per_component = component_log_prob(repeated, means, scale_tril, mask)  # (B·k, B_dec, N)
+            per_sample = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + per_component, dim=1)
+            per_latent = per_sample.sum(-1).view(batch, components)  # (B, k)
+            return torch.logsumexp(torch.log_softmax(prior_logits.float(), -1) + per_latent, dim=-1)
 
     # ----- inference -----
+
+    @torch.no_grad()
+    def reconstruct(
+        self, obs: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, value_index: torch.Tensor
+    ) -> GaussianMixture:
+        """The decoder's mixture at the posterior mean of q(z | V = x, D, do): (B, N_obs, d), (B, N, d) -> B mixtures.
+
+        A diagnostic, not a prediction (it sees the interventional samples x): where it matches x
+        but `predict` does not, the decoder can represent the answer and the prior has not yet
+        learnt to find it from D alone. Call `model.eval()` first (dropout).
+        """
+        self.check_query(obs, targets, value_index, "obs")
+        self.check_query(x, targets, value_index, "x")
+        representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
+        _, mu = self.encode(obs, x, representation)  # (B, d, z)
+        pinned_mask = targets.bool() if self.cfg.point_mass_interventions else None
+        logits, means, scale_tril = self.decode(mu.float(), pinned_mask)
+        pinned_values = None
+        if pinned_mask is not None:
+            pinned_values = self.intervention_values[value_index.long()].unsqueeze(-1).expand_as(targets).float()
+        return GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values)
 
     @torch.no_grad()
     def predict(

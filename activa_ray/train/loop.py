@@ -31,12 +31,13 @@ CHECKPOINT_DIR_PREFIX = "step_"
 class LossModule(torch.nn.Module):
     """Routes `forward` to `Activa.loss`, so DDP's forward hooks (gradient sync) see the loss call."""
 
-    def __init__(self, model: Activa):
+    def __init__(self, model: Activa, prior_nll_weight: float = 0.0):
         super().__init__()
         self.model = model
+        self.prior_nll_weight = prior_nll_weight
 
     def forward(self, obs, x, targets, value_index, generator=None):
-        return self.model.loss(obs, x, targets, value_index, generator=generator)
+        return self.model.loss(obs, x, targets, value_index, generator=generator, prior_nll_weight=self.prior_nll_weight)
 
 
 def learning_rate(step: int, cfg: Config) -> float:
@@ -109,7 +110,7 @@ def validate(model: Activa, val_batch: dict, cfg: Config, device: torch.device) 
     model.eval()
     examples = to_torch(explode(val_batch), device)
     generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    terms = model.loss(**examples, generator=generator)
+    terms = model.loss(**examples, generator=generator, prior_nll_weight=cfg.train.prior_nll_weight)
     metrics = {f"val/{k}": float(v) for k, v in terms.items() if v.ndim == 0}
     from activa_ray.eval.evaluate import validation_metrics
 
@@ -155,7 +156,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         with checkpoint.as_directory() as directory:
             state = load_checkpoint(directory, model, optimizer, asdict(cfg.model))
         step = state["step"]
-    ddp_model = ray.train.torch.prepare_model(LossModule(model), move_to_device=False)
+    ddp_model = ray.train.torch.prepare_model(LossModule(model, cfg.train.prior_nll_weight), move_to_device=False)
 
     wandb_run = None
     if rank == 0:
@@ -205,8 +206,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         window["examples"] += per_rank_batch * world_size
         window["nonfinite_grads"] += nonfinite
         window["grad_norm"] += float(grad_norm)
-        for key in ("loss", "nll_per_sample", "kl"):
-            window[key] += terms[key].item()
+        for key in ("loss", "nll_per_sample", "kl", "prior_nll_per_sample"):
+            if key in terms:
+                window[key] = window.get(key, 0.0) + terms[key].item()
 
         log_now = step % cfg.train.log_every == 0 or step == last_step
         ckpt_now = step % cfg.train.ckpt_every == 0 or step == last_step
@@ -221,6 +223,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
             "train/loss": window["loss"] / window["n"],
             "train/nll_per_sample": window["nll_per_sample"] / window["n"],
             "train/kl": window["kl"] / window["n"],
+            **({"train/prior_nll_per_sample": window["prior_nll_per_sample"] / window["n"]}
+               if "prior_nll_per_sample" in window else {}),
             "train/grad_norm": window["grad_norm"] / window["n"],
             "train/nonfinite_grads": window["nonfinite_grads"],
             "train/examples_per_s": window["examples"] / elapsed,
