@@ -27,7 +27,7 @@ SWEEP = {
     "overrides": ["wandb.mode=offline", "train.steps=16", "train.log_every=4", "train.val_every=4",
                   "train.ckpt_every=8", "train.val_models=4", "train.warmup_steps=1"],
     "space": {"train.lr": {"grid": [0.003, 0.002, 5.0]}, "model.beta": {"loguniform": [0.05, 0.2]}},
-    "tune": {"metric": "val/loss", "mode": "min", "num_samples": 1, "search": "random",
+    "tune": {"metric": "val/elbo", "mode": "max", "num_samples": 1, "search": "random",
              "scheduler": "asha", "grace_period": 1, "reduction_factor": 2, "max_concurrent_trials": 1},
 }
 
@@ -110,3 +110,9 @@ def test_invalid_spaces_are_refused_with_the_key(tmp_path):
     bad_bounds = write_sweep(tmp_path / "bounds.yaml", space={"train.lr": {"loguniform": [0.0, 0.1]}})
     with pytest.raises(ConfigError, match="positive"):
         load_sweep(bad_bounds)
+    # val/loss weighs the KL by β: ranking trials that vary β by it would favour small β, not good predictions.
+    incomparable = write_sweep(tmp_path / "loss.yaml", tune={**SWEEP["tune"], "metric": "val/loss", "mode": "min"})
+    with pytest.raises(ConfigError, match=r"val/loss is not comparable .*model\.beta"):
+        load_sweep(incomparable)
+    assert load_sweep(write_sweep(tmp_path / "lr_only.yaml", space={"train.lr": {"grid": [0.001]}},
+                                  tune={**SWEEP["tune"], "metric": "val/loss", "mode": "min"}))

@@ -9,7 +9,7 @@ over dotted config keys, and the sweep settings:
       model.beta: {loguniform: [0.01, 1.0]}
       model.prior_components: {choice: [1, 2, 4]}
       train.lr: {grid: [0.001, 0.0003]}
-    tune: {metric: val/loss, mode: min, num_samples: 8, search: random, ...}
+    tune: {metric: val/activa_mmd, mode: min, num_samples: 8, search: random, ...}
 
 Outputs under DIR: tuner/ (Tune's state, for restore), trials.csv (one row per trial),
 best_config.yaml (accepted unchanged by jobs/train.py --config) and best.json.
@@ -41,9 +41,14 @@ from activa_ray.config import (
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 
 
+# Keys that change what val/loss measures (it weighs the KL by β and adds α · prior NLL): a sweep over
+# them must rank trials by something comparable, such as val/activa_mmd or val/elbo.
+LOSS_WEIGHTS = ("model.beta", "train.prior_nll_weight")
+
+
 @dataclass
 class SweepSettings:
-    metric: str = "val/loss"
+    metric: str = "val/activa_mmd"  # what inference delivers: MMD of predictions from the prior
     mode: Literal["min", "max"] = "min"
     num_samples: int = 8  # samples of the space (each grid point is repeated num_samples times)
     search: Literal["random", "optuna", "hyperopt"] = "random"
@@ -106,6 +111,12 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> t
         base_path = Path(path).parent.parent / sweep.base  # relative to the repository root
     base = to_dict(load_config(base_path, list(sweep.overrides) + train_overrides))
     _check_space(sweep.space, base, str(path))
+    swept_weights = [key for key in LOSS_WEIGHTS if key in sweep.space]
+    if sweep.tune.metric == "val/loss" and swept_weights:
+        raise ConfigError(
+            f"{path}: tune.metric val/loss is not comparable across trials that vary {', '.join(swept_weights)} "
+            "(it is the weighted training loss); rank by val/activa_mmd (mode min) or val/elbo (mode max)"
+        )
     return sweep, base
 
 
