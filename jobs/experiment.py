@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--also-eval", nargs="*", default=[], help="further data configs to evaluate on")
+    # One file per flag (repeat it for more), so overrides after it stay overrides.
+    parser.add_argument("--also-eval", action="append", default=[], metavar="CONFIG",
+                        help="a further data config to evaluate on (repeatable)")
     parser.add_argument("--max-models", type=int, help="evaluate on the first M test models only")
     parser.add_argument("--num-cpus", type=int)
     parser.add_argument("overrides", nargs="*")
