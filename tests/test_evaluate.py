@@ -88,6 +88,9 @@ def test_report_files_hold_what_was_computed(evaluated: tuple[Path, dict]) -> No
     markdown = (out / "results.md").read_text()
     assert f"{results['floor']['mmd']['mean']:.3f} ± {results['floor']['mmd']['sem']:.3f}" in markdown
     assert "| oracle_graph |" in markdown and "non-descendants" in markdown
+    # The Markdown shows the default S once: as `activa (S=1)`, next to the other S.
+    assert markdown.count("| activa (S=1) |") == 4 and "| activa, S=1 |" not in markdown  # 3 tables + timing
+    assert markdown.count("| activa, S=3 |") == 4
 
 
 @pytest.mark.ray  # the shard directory is written by Ray tasks

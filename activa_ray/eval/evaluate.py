@@ -354,7 +354,15 @@ def evaluate(
     write_json(out_dir / "results.json", results)
     write_json(out_dir / "results_by_role.json", by_role)
     write_csv(out_dir / "results.csv", ["method", "role", "metric", "mean", "sem", "n", "failures"], results_csv_rows(results, by_role, failures))
-    write_text(out_dir / "results.md", markdown_report(results, by_role, labels, failures, timing_ms, header))
+    # The markdown shows the default S once (as `activa`); the JSON keeps both names for scripts.
+    duplicate = activa_names[default_prior_samples]
+
+    def shown(table: dict) -> dict:
+        return {name: value for name, value in table.items() if name != duplicate}
+
+    write_text(out_dir / "results.md", markdown_report(
+        shown(results), {role: shown(t) for role, t in by_role.items()}, labels, failures, shown(timing_ms), header
+    ))
     _write_per_pair(out_dir / "per_pair.csv", order, arrays, meta_rows)
     figure_paths = _figures(out_dir / "figures", kept, d, activa_names[default_prior_samples])
     info = {
