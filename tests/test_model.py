@@ -295,6 +295,9 @@ def test_point_mass_interventions_pin_the_targets() -> None:
     assert (samples[targets.unsqueeze(1).expand_as(samples)] == 0.0).all()
     pinned = model.predict(obs, targets, value_index, values=torch.full((3,), 2.5), generator=torch.Generator().manual_seed(0))
     assert (pinned.mean[targets] == 2.5).all()
+    assert torch.isfinite(model.loss(obs, x, targets, value_index, prior_nll_weight=1.0)["loss"])
+    reconstruction = model.reconstruct(obs, x, targets, value_index).sample(50, generator=torch.Generator().manual_seed(2))
+    assert (reconstruction[targets.unsqueeze(1).expand_as(reconstruction)] == 0.0).all()
 
 
 def test_prediction_is_deterministic_given_the_generator() -> None:

@@ -318,6 +318,21 @@ class Activa(nn.Module):
 
     # ----- inference -----
 
+    def pinning(
+        self, targets: torch.Tensor, value_index: torch.Tensor, values: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """With cfg.point_mass_interventions: the pinned mask (B, d) and the pinned values (B, d), the
+        targets' `values` (B,) (default: the model's table value for value_index); else (None, None)."""
+        if not self.cfg.point_mass_interventions:
+            return None, None
+        batch, variables = targets.shape
+        if values is None:
+            values = self.intervention_values[value_index.long()]
+        elif values.shape != (batch,):
+            raise ValueError(f"values must be (B,) = ({batch},); got {tuple(values.shape)}")
+        pinned_values = values.to(device=targets.device, dtype=torch.float32).unsqueeze(-1).expand(batch, variables)
+        return targets.bool(), pinned_values
+
     @torch.no_grad()
     def reconstruct(
         self, obs: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, value_index: torch.Tensor
@@ -332,11 +347,8 @@ class Activa(nn.Module):
         self.check_query(x, targets, value_index, "x")
         representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
         _, mu = self.encode(obs, x, representation)  # (B, d, z)
-        pinned_mask = targets.bool() if self.cfg.point_mass_interventions else None
+        pinned_mask, pinned_values = self.pinning(targets, value_index)
         logits, means, scale_tril = self.decode(mu.float(), pinned_mask)
-        pinned_values = None
-        if pinned_mask is not None:
-            pinned_values = self.intervention_values[value_index.long()].unsqueeze(-1).expand_as(targets).float()
         return GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values)
 
     @torch.no_grad()
@@ -373,14 +385,7 @@ class Activa(nn.Module):
         noise = torch.randn(chosen_means.shape, generator=generator, device=obs.device, dtype=torch.float32)
         latent = chosen_means + math.sqrt(cfg.prior_var) * noise
 
-        pinned_mask = pinned_values = None
-        if cfg.point_mass_interventions:
-            pinned_mask = targets.bool()
-            if values is None:
-                values = self.intervention_values[value_index.long()]
-            elif values.shape != (batch,):
-                raise ValueError(f"values must be (B,) = ({batch},); got {tuple(values.shape)}")
-            pinned_values = values.to(device=obs.device, dtype=torch.float32).unsqueeze(-1).expand(batch, variables)
+        pinned_mask, pinned_values = self.pinning(targets, value_index, values)
         decoder_mask = None if pinned_mask is None else pinned_mask.repeat_interleave(prior_samples, dim=0)
         logits, means, scale_tril = self.decode(latent.reshape(batch * prior_samples, variables, -1), decoder_mask)
         components = prior_samples * cfg.decoder_components
