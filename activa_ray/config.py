@@ -88,12 +88,14 @@ class TrainConfig:
     grad_clip: float = 1.0
     # α of the hybrid objective: + α · (−log p(V | D, do)) under the prior predictive (0: the paper's β-ELBO alone).
     prior_nll_weight: float = 0.0
-    precision: Literal["fp32", "bf16"] = "fp32"
-    compile: bool = False
+    # auto: bf16 autocast where the hardware has bf16 matrix units (CUDA, or a CPU with avx512_bf16 / AMX), else fp32.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False  # torch.compile the embeddings and decoder blocks (pays on GPU; slower on a 2-core CPU)
     seed: int = 42
     workers: int = 1
     use_gpu: bool | None = None  # None: use GPUs when the cluster has them
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = 1.0  # logical CPUs Ray reserves per worker
+    threads_per_worker: int = 0  # torch threads per worker; 0: the node's cores over the workers on that node
     shuffle_buffer: int = 4_096  # examples in the local shuffle buffer (source=shards)
     log_every: int = 50
     val_every: int = 500

@@ -7,7 +7,16 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
+from dataclasses import replace
 from pathlib import Path
+
+import torch
+
+from activa_ray.config import load_config
+from activa_ray.model.activa import Activa
+from activa_ray.model.config import PRESETS
+from activa_ray.train.step import LossModule, build_optimizer, resolve_precision, streamed_examples, to_torch, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,4 +77,63 @@ def train_scale_d() -> dict:
             "examples_per_s": [r["examples_per_s"] for r in rows], "peak_rss_gib": [r["peak_rss_gib"] for r in rows]}
 
 
-BENCHES = {"train_gauss8": train_gauss8, "train_scale_d": train_scale_d}
+
+
+def _matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of a size³ matmul in `dtype` on this CPU (all torch threads)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def train_step_gauss8(batch: int = 256, rounds: int = 3) -> dict:
+    """One Gauss 8 table-4 training step (configs/gauss8.yaml data, hybrid objective, batch 256), two ways in
+    one run: today's fp32 settings (fp32, dropout 0.1, SDPA) against the new defaults (precision auto,
+    dropout 0, bf16 CPU attention path), alternated `rounds` times, best of each. MFU: the step's FLOPs
+    (torch's flop counter) per second over the bf16 matmul peak measured in the same run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = load_config(REPO / "configs" / "gauss8.yaml")
+    device = torch.device("cpu")
+    examples = to_torch(streamed_examples(cfg, 0, 0, batch), device)
+    setups = {"fp32": (replace(PRESETS["gauss8"], dropout=0.1), "fp32"),
+              "new": (replace(PRESETS["gauss8"], dropout=0.0), resolve_precision("auto", device))}
+    steps = {}
+    for name, (model_cfg, precision) in setups.items():
+        torch.manual_seed(0)
+        model = Activa(model_cfg).train()
+        loss_module = LossModule(model, cfg.train.prior_nll_weight)
+        optimizer = build_optimizer(model, cfg)
+        steps[name] = (lambda m=model, l=loss_module, o=optimizer, p=precision:
+                       train_step(l, m, o, examples, 1e-4, p, 1.0))
+        steps[name]()  # warm-up
+    best = {name: min(_seconds(fn) for _ in range(rounds)) for name, fn in steps.items()}
+    for _ in range(rounds - 1):  # interleave, so a burst of load elsewhere hits both alike
+        for name, fn in steps.items():
+            best[name] = min(best[name], _seconds(fn))
+    with FlopCounterMode(display=False) as counter:
+        steps["new"]()
+    flops = counter.get_total_flops()
+    peak_bf16, peak_fp32 = _matmul_peak(torch.bfloat16), _matmul_peak(torch.float32)
+    return {
+        "examples_per_s_fp32": round(batch / best["fp32"], 1),
+        "examples_per_s": round(batch / best["new"], 1),
+        "x_speedup": round(best["fp32"] / best["new"], 2),
+        "mfu": round(flops / best["new"] / peak_bf16, 4),
+        "gflop_per_step": round(flops / 1e9, 1),
+        "peak_bf16_gflops": round(peak_bf16 / 1e9, 1),
+        "peak_fp32_gflops": round(peak_fp32 / 1e9, 1),
+        "precision": setups["new"][1],
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+    }
+
+
+BENCHES = {"train_gauss8": train_gauss8, "train_scale_d": train_scale_d, "train_step_gauss8": train_step_gauss8}

@@ -30,8 +30,21 @@ class MultiHeadSelfAttention(nn.Module):
         groups, length, embed = tokens.shape
         qkv = self.qkv(tokens).view(groups, length, 3, self.heads, embed // self.heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (T, H, S, e/H)
-        attended = F.scaled_dot_product_attention(query, key, value)  # (T, H, S, e/H)
-        return self.out(attended.transpose(1, 2).reshape(groups, length, embed))
+        return self.out(attend(query, key, value).transpose(1, 2).reshape(groups, length, embed))
+
+
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(e/H)) v for (T, H, S, e/H) tensors, on the fastest kernel for the dtype and device.
+
+    fp32, and any GPU: scaled_dot_product_attention (flash on GPU). bf16 on a CPU: the plain products
+    in bf16 with the softmax in fp32. Our sequences are short (S = d variables or N samples) and
+    the CPU flash kernel's bf16 backward is ~10x slower than its fp32 one; the plain form is faster than
+    both (bench/README.md, train_step_gauss8).
+    """
+    if query.dtype == torch.float32 or query.is_cuda:
+        return F.scaled_dot_product_attention(query, key, value)
+    scores = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5  # (T, H, S, S)
+    return torch.softmax(scores, dim=-1).to(value.dtype) @ value
 
 
 class TransformerBlock(nn.Module):

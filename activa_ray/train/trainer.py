@@ -60,7 +60,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from activa_ray.train.loop import train_loop_per_worker
+    from activa_ray.train.worker import train_loop_per_worker
 
     use_gpu = cfg.train.use_gpu
     if use_gpu is None:

@@ -1,0 +1,116 @@
+"""The Ray Train worker: one DDP rank. It builds the replica, picks its data source, and turns the
+plain-torch loop's reports into metrics.jsonl lines, W&B entries, checkpoints and `ray.train.report`s."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+
+from activa_ray.config import Config, config_from_dict, to_dict
+from activa_ray.data.examples import explode, iter_examples
+from activa_ray.model.activa import Activa
+from activa_ray.train.checkpoint import load_checkpoint, save_checkpoint
+from activa_ray.train.loop import Replica, run_steps, validation_set
+from activa_ray.train.step import (
+    LossModule,
+    build_optimizer,
+    compile_model,
+    resolve_precision,
+    streamed_examples,
+    torch_threads,
+)
+from activa_ray.train.wandb_logging import init_run
+
+CHECKPOINT_DIR_PREFIX = "step_"
+
+
+def shard_examples(cfg: Config, n_examples: int, rng: np.random.Generator) -> Iterator[dict]:
+    """Endless example batches from this rank's Ray Data shard (every epoch a fresh pass)."""
+    from activa_ray.data.shards import table_to_batch
+
+    dataset = ray.train.get_dataset_shard("train")
+
+    def model_batches():
+        while True:
+            for table in dataset.iter_batches(batch_size=64, batch_format="pyarrow"):
+                yield table_to_batch(table, source="Ray Data shard of train split")
+
+    yield from iter_examples(model_batches(), n_examples, rng, cfg.train.shuffle_buffer)
+
+
+def data_stats(val_batch: dict) -> dict[str, float]:
+    """Scale of the training data, exported with the model so predict can warn on other scales."""
+    reference = explode(val_batch)["obs"]
+    return {"obs_abs_mean": float(np.abs(reference).mean()), "obs_std": float(reference.std())}
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    cfg = config_from_dict(loop_config["config"], source="train loop config")
+    run_dir = Path(loop_config["run_dir"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(torch_threads(cfg, context.get_local_world_size()))
+    per_rank_batch = cfg.train.batch_size // world_size
+
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    model = Activa(cfg.model).to(device)
+    optimizer = build_optimizer(model, cfg)
+    step, extra = 0, {}
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory, model, optimizer, asdict(cfg.model))
+        step, extra = state["step"], state["extra"]
+    if cfg.train.compile:
+        compile_model(model)
+    loss_module = ray.train.torch.prepare_model(LossModule(model, cfg.train.prior_nll_weight), move_to_device=False)
+    replica = Replica(model, loss_module, optimizer, device, resolve_precision(cfg.train.precision, device),
+                      rank, world_size)
+
+    wandb_run, val_batch = None, None
+    if rank == 0:
+        wandb_run = init_run(cfg, run_dir)
+        val_batch = validation_set(cfg)
+        extra.setdefault("data_stats", data_stats(val_batch))
+    extra["precision"] = replica.precision
+
+    if cfg.data.source == "shards":
+        shard_iter = shard_examples(cfg, per_rank_batch, np.random.default_rng([cfg.train.seed, rank, step]))
+        next_examples = lambda _step: next(shard_iter)  # noqa: E731
+    else:
+        next_examples = lambda at: streamed_examples(cfg, rank, at, per_rank_batch)  # noqa: E731
+
+    def report(at: int, metrics: dict, checkpoint_now: bool) -> bool:
+        metrics["train/precision"] = replica.precision
+        if rank == 0:
+            append_jsonl(run_dir / "metrics.jsonl", metrics)
+        if wandb_run is not None:
+            loggable = {k: v for k, v in metrics.items() if not isinstance(v, (list, str))}
+            loggable.update({f"train/kl_dim{i}": v for i, v in enumerate(metrics["train/kl_per_dim"])})
+            wandb_run.log(loggable, step=at)
+        with tempfile.TemporaryDirectory() as tmp:
+            report_checkpoint = None
+            if checkpoint_now and rank == 0:
+                save_checkpoint(Path(tmp) / "ckpt", model, optimizer, at, to_dict(cfg), extra=extra)
+                report_checkpoint = ray.train.Checkpoint.from_directory(str(Path(tmp) / "ckpt"))
+            ray.train.report(metrics, checkpoint=report_checkpoint,
+                             checkpoint_dir_name=f"{CHECKPOINT_DIR_PREFIX}{at:08d}" if checkpoint_now else None)
+        return False
+
+    run_steps(cfg, replica, step, next_examples, report, val_batch)
+    if wandb_run is not None:
+        wandb_run.finish()
