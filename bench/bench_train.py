@@ -21,26 +21,35 @@ from activa_ray.train.step import LossModule, build_optimizer, resolve_precision
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _ray_train(workers: int, steps: int = 12, batch: int = 64) -> dict:
+# Before this release a worker trained in fp32 with dropout 0.1 on the one thread Ray gives it (OMP_NUM_THREADS=1).
+OLD_SETTINGS = ("train.precision=fp32", "model.dropout=0.1", "train.threads_per_worker=1")
+
+
+def _ray_train(workers: int, settings: tuple[str, ...] = (), steps: int = 12, batch: int = 64) -> dict:
     """A Gauss 8 (table 4 size) run with streamed data; figures from the last, steady-state window."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [
             sys.executable, str(REPO / "jobs" / "train.py"), "--config", str(REPO / "configs" / "gauss8.yaml"),
             "--out", tmp, "wandb.mode=disabled", f"train.workers={workers}", f"train.batch_size={batch}",
             f"train.steps={steps}", f"train.log_every={steps // 2}", f"train.val_every={steps}",
-            f"train.ckpt_every={steps}", "train.val_models=8", "train.cpus_per_worker=1",
+            f"train.ckpt_every={steps}", "train.val_models=8", "train.cpus_per_worker=1", *settings,
         ]
         subprocess.run(command, check=True, capture_output=True, cwd=REPO)
         last = json.loads((Path(tmp) / "metrics.jsonl").read_text().splitlines()[-1])
-    return {"workers": workers, "batch": batch, "examples_per_s": round(last["train/examples_per_s"], 2),
+    return {"workers": workers, "batch": batch, "precision": last["train/precision"],
+            "examples_per_s": round(last["train/examples_per_s"], 2),
             "data_wait_frac": round(last["train/data_wait_frac"], 4)}
 
 
 def train_gauss8() -> dict:
-    """Steady-state examples/s and share of step time waiting for data, with 1 and 2 DDP workers."""
-    runs = [_ray_train(workers) for workers in (1, 2)]
-    return {"runs": runs, "examples_per_s": [r["examples_per_s"] for r in runs],
-            "data_wait_frac": [r["data_wait_frac"] for r in runs], "workers": [1, 2]}
+    """jobs/train.py end to end: steady-state examples/s and data wait with 1 and 2 DDP workers, with the
+    settings before this release (fp32, dropout 0.1, one thread per worker) and with today's defaults."""
+    runs = [_ray_train(workers, settings) for workers in (1, 2) for settings in (OLD_SETTINGS, ())]
+    old, new = runs[0::2], runs[1::2]
+    return {"runs": runs, "workers": [1, 2], "examples_per_s_old": [r["examples_per_s"] for r in old],
+            "examples_per_s": [r["examples_per_s"] for r in new],
+            "x_speedup": [round(n["examples_per_s"] / o["examples_per_s"], 2) for o, n in zip(old, new)],
+            "data_wait_frac": [r["data_wait_frac"] for r in new]}
 
 
 SCALE_SCRIPT = textwrap.dedent("""

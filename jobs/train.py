@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from activa_ray.config import ConfigError, load_config
 from activa_ray.train.checkpoint import CheckpointError
+from activa_ray.train.progress import summary
 from activa_ray.train.trainer import run_training
 
 
@@ -19,18 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML config (defaults < file < overrides)")
     parser.add_argument("--out", help="run directory (default: a new folder under runs/)")
     parser.add_argument("--num-cpus", type=int, help="logical CPUs of a local Ray (default: max(4, cores))")
+    parser.add_argument("--ray-logs", action="store_true", help="show Ray's own worker log lines")
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.steps=500")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     try:
         cfg = load_config(args.config, args.overrides)
-        result = run_training(cfg, args.out, num_cpus=args.num_cpus)
+        result = run_training(cfg, args.out, num_cpus=args.num_cpus, ray_logs=args.ray_logs)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"run directory:  {result['run_dir']}")
-    print(f"exported model: {result['export']}")
-    for path in result["figures"]:
-        print(f"figure:         {path}")
+    print(summary(result, started))
     return 0
 
 

@@ -54,6 +54,8 @@ def test_two_worker_ddp_loss_falls_and_replicas_stay_identical(ddp_run):
     assert all(r["train/param_divergence"] == 0.0 for r in history)
     assert all(r["train/nonfinite_grads"] == 0 for r in history)
     assert "val/loss" in history[-1]
+    # Ray sets OMP_NUM_THREADS=1 in its workers; each of the two ranks gets half of this node's cores.
+    assert all(r["train/torch_threads"] == max(1, os.cpu_count() // 2) for r in history)
 
 
 def test_keeps_the_last_checkpoints_and_exports_a_model_that_loads_without_ray(ddp_run):

@@ -53,6 +53,7 @@ class MetricsWindow:
         metrics.update({
             "train/nonfinite_grads": self.nonfinite_grads,
             "train/examples_per_s": self.examples / elapsed,
+            "train/steps_per_s": self.steps / elapsed,
             "train/data_wait_frac": self.data_wait_s / elapsed,
             "train/kl_per_dim": last.terms["kl_per_dim"].tolist(),
             "train/prior_weight_entropy": last.terms["prior_weight_entropy"].item(),
@@ -149,7 +150,7 @@ def run_steps(
                    "train/param_divergence": parameter_divergence(replica.model, replica.world_size)}
         if val_batch is not None:
             if val_now or not last_val:
-                last_val = validate(replica.model, val_batch, cfg, replica.device)
+                last_val = {**validate(replica.model, val_batch, cfg, replica.device), "val/step": step}
             metrics.update(last_val)
         if report(step, metrics, checkpoint_now):
             break

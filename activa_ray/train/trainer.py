@@ -11,6 +11,8 @@ Rerunning with the same RUN_DIR resumes from the latest checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +28,7 @@ from activa_ray.train.checkpoint import (
     model_config_differences,
     read_checkpoint_state,
 )
+from activa_ray.train.progress import ProgressPrinter
 
 # Ray Train blocks every report until the controller's next poll (2 s by default); training reports
 # every `log_every` steps, so a short poll keeps reports cheap. Propagated to controller and workers.
@@ -167,16 +170,35 @@ def log_figures(cfg: Config, run_dir: Path, figures: list[Path]) -> None:
     run.finish()
 
 
-def run_training(cfg: Config, run_dir: str | os.PathLike | None = None, num_cpus: int | None = None) -> dict:
-    """Train (or resume) into `run_dir`, export the model, draw figures; return where things are."""
+def run_training(
+    cfg: Config,
+    run_dir: str | os.PathLike | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    ray_logs: bool = False,
+) -> dict:
+    """Train (or resume) into `run_dir`, export the model, draw figures; return where things are.
+
+    `progress` prints one line per report (train/progress.py); `ray_logs` lets Ray's own worker log
+    lines through to the console when this call starts or connects Ray.
+    """
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
-    connect_or_start(num_cpus)
-    result = build_trainer(cfg, run_dir).fit()
+    connect_or_start(num_cpus, log_to_driver=ray_logs)
+    trainer = build_trainer(cfg, run_dir)
+    with ProgressPrinter(run_dir / "metrics.jsonl", cfg.train.steps) if progress else contextlib.nullcontext():
+        result = trainer.fit()
     if result.error:
         raise result.error
     export_dir = export_model(cfg, run_dir)
     figures = draw_figures(cfg, export_dir, run_dir / "figures")
     log_figures(cfg, run_dir, figures)
-    return {"run_dir": run_dir, "export": export_dir, "figures": figures, "metrics": result.metrics}
+    return {"run_dir": run_dir, "export": export_dir, "figures": figures, "metrics": result.metrics,
+            "last_record": last_record(run_dir / "metrics.jsonl")}
+
+
+def last_record(metrics_path: Path) -> dict:
+    """The last report in a metrics.jsonl ({} when there is none)."""
+    lines = metrics_path.read_text().splitlines() if metrics_path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}

@@ -96,6 +96,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     def report(at: int, metrics: dict, checkpoint_now: bool) -> bool:
         metrics["train/precision"] = replica.precision
+        metrics["train/torch_threads"] = torch.get_num_threads()
         if rank == 0:
             append_jsonl(run_dir / "metrics.jsonl", metrics)
         if wandb_run is not None:
