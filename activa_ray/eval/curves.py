@@ -1,0 +1,52 @@
+"""Learning curves: validation MMD and WSD against (model, condition) examples seen, on a log axis, with
+the reference levels of the held-out test evaluation (conditional baseline, no effect, noise floor) as lines."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from activa_ray.eval.figures import _save, plt
+
+REFERENCES = {"baseline": ("conditional baseline", "#d62728"), "no_effect": ("no effect", "#7f7f7f"),
+              "floor": ("noise floor", "#2ca02c")}
+
+
+def read_curve(metrics_path: Path, batch_size: int) -> dict[str, list[float]]:
+    """Examples seen and validation metrics at every report that carries a fresh validation."""
+    curve: dict[str, list[float]] = {"examples": [], "activa_mmd": [], "activa_wsd": [], "baseline_mmd": [],
+                                     "baseline_wsd": []}
+    for line in metrics_path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("val/step", record["step"]) != record["step"] or "val/activa_mmd" not in record:
+            continue
+        curve["examples"].append(record["step"] * batch_size)
+        for key in list(curve)[1:]:
+            curve[key].append(record[f"val/{key}"])
+    return curve
+
+
+def learning_curve(
+    metrics_path: str | os.PathLike, batch_size: int, results_json: str | os.PathLike | None, title: str,
+    path: str | os.PathLike,
+) -> Path:
+    """Two panels (MMD, WSD) of ACTIVA's validation curve; test-split reference levels from results.json."""
+    curve = read_curve(Path(metrics_path), batch_size)
+    references = json.loads(Path(results_json).read_text()) if results_json else {}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, metric in zip(axes, ("mmd", "wsd")):
+        axis.plot(curve["examples"], curve[f"activa_{metric}"], "o-", color="#1f4fbf", label="ACTIVA (validation, S=1)")
+        axis.plot(curve["examples"], curve[f"baseline_{metric}"], ":", color="#d62728", alpha=0.6,
+                  label="conditional baseline (validation)")
+        for method, (label, color) in REFERENCES.items():
+            if method in references:
+                axis.axhline(references[method][metric]["mean"], color=color, linestyle="--", linewidth=1,
+                             label=f"{label} (test)")
+        axis.set_xscale("log")
+        axis.set_xlabel("(model, condition) examples seen")
+        axis.set_ylabel(metric.upper())
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
