@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from activa_ray.cluster import connect_or_start
-from activa_ray.config import Config, ConfigError, save_config, to_dict
+from activa_ray.config import Config, ConfigError, save_config, to_dict, validate
 from activa_ray.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -169,11 +169,16 @@ def log_figures(cfg: Config, run_dir: Path, figures: list[Path]) -> None:
 
 def run_training(cfg: Config, run_dir: str | os.PathLike | None = None, num_cpus: int | None = None) -> dict:
     """Train (or resume) into `run_dir`, export the model, draw figures; return where things are."""
+    # Every check a user's config can fail comes before the run directory is made or its config replaced.
+    validate(cfg)
+    if cfg.data.source == "shards":
+        check_shard_dir(cfg)
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     connect_or_start(num_cpus)
-    result = build_trainer(cfg, run_dir).fit()
+    trainer = build_trainer(cfg, run_dir)  # refuses a RUN_DIR holding checkpoints of another model config
+    save_config(cfg, run_dir / "config.yaml")
+    result = trainer.fit()
     if result.error:
         raise result.error
     export_dir = export_model(cfg, run_dir)
