@@ -328,6 +328,11 @@ def test_save_and_load_reproduce_outputs(tmp_path) -> None:
     obs, x, targets, value_index = make_batch(14, 2, 10, 6, 5, num_values=2)
     save_model(model, tmp_path / "export", meta={"step": 12, "data": "gauss8"})
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "model.safetensors"]
+    plain = tmp_path / "plain.txt"  # the mode any file the user writes gets under their umask (e.g. 0644)
+    plain.write_text("")
+    assert {(tmp_path / "export" / name).stat().st_mode for name in ("config.json", "model.safetensors")} == {
+        plain.stat().st_mode
+    }
     loaded, meta = load_model(tmp_path / "export")
     assert meta == {"step": 12, "data": "gauss8"} and loaded.cfg == model.cfg
     for seed in (0, 1):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,9 @@ class ModelFileError(ValueError):
 
 
 def _temporary_path(target: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    return Path(name)
+    # A fresh name, not a file: mkstemp would create it 0600, and the rename would keep that mode;
+    # the writer creates it with the umask's mode, like any other file the user writes.
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
 
 
 def state_dict_to_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
