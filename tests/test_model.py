@@ -372,7 +372,7 @@ def edit_config(directory, change) -> None:
         (lambda doc: doc["model"].pop("beta"), r"config\.json: model config is missing key\(s\) \['beta'\]"),
         (lambda doc: doc["model"].update(heads="two"), r"config\.json: model\.heads must be of type int"),
         (lambda doc: doc["model"].update(embed_dim=32), r"model\.safetensors: weights do not match .*wrong shapes"),
-        (lambda doc: doc["model"].update(encoder_layers=3), r"config\.json: ModelConfig\.encoder_layers"),
+        (lambda doc: doc["model"].update(encoder_layers=3), r"config\.json: model\.encoder_layers=3: must be even"),
         (lambda doc: doc.update(format="something-else"), r"config\.json: \"format\" must be 'activa_ray\.model'"),
         (lambda doc: doc.update(format_version=2), r"config\.json: format_version 2 is not supported"),
     ],

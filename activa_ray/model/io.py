@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
@@ -43,7 +43,8 @@ def state_dict_to_safetensors(state_dict: dict[str, torch.Tensor], path: str | o
     tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state_dict.items()}
     temporary = _temporary_path(target)
     try:
-        save_file(tensors, str(temporary))
+        # Bytes written by Python, not save_file: safetensors creates its files 0600 whatever the umask.
+        temporary.write_bytes(save(tensors))
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
