@@ -14,11 +14,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
-from activa_ray.model.config import ModelConfig
+from activa_ray.model.config import ModelConfig, check_model_config
+from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, Range, range_problems
 
 
 class ConfigError(ValueError):
@@ -41,10 +42,16 @@ class LinearSCMConfig:
     jitter_var: float = 0.1  # realised value = nominal + N(0, jitter_var) per sample
     targets_per_intervention: int = 1  # >1: multi-target interventions on random variable sets
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "edge_prob": FRACTION, "weight_low": AT_LEAST_0, "weight_high": AT_LEAST_0, "noise_std": POSITIVE,
+        "beta_param_low": POSITIVE, "beta_param_high": POSITIVE, "jitter_var": AT_LEAST_0,
+        "targets_per_intervention": AT_LEAST_1,
+    }
+
 
 @dataclass
 class SergioConfig:
-    """SERGIO steady-state simulation (spec/sergio.md); defaults are the in-distribution ranges."""
+    """SERGIO steady-state simulation (activa_ray/data/sergio.py); defaults are the in-distribution ranges."""
 
     networks: list[str] = field(default_factory=lambda: ["ecoli", "yeast"])
     interaction_low: float = 1.0  # |k_ij| ~ U(low, high)
@@ -58,6 +65,11 @@ class SergioConfig:
     dt: float = 0.01
     technical_noise: bool = False
     platform: Literal["10x"] = "10x"
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "interaction_low": AT_LEAST_0, "interaction_high": AT_LEAST_0, "sign_beta": POSITIVE,
+        "basal_low": AT_LEAST_0, "basal_high": AT_LEAST_0, "dt": POSITIVE,
+    }
 
 
 @dataclass
@@ -74,6 +86,11 @@ class DataConfig:
     dir: str = ""  # shard root written by jobs/generate.py (source=shards, evaluation)
     linear: LinearSCMConfig = field(default_factory=LinearSCMConfig)
     sergio: SergioConfig = field(default_factory=SergioConfig)
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "d": AT_LEAST_1, "n_samples": Range(2), "n_models": AT_LEAST_1, "test_frac": FRACTION,
+        "val_frac": Range(0, 1, high_open=True), "models_per_shard": AT_LEAST_1, "seed": AT_LEAST_0,
+    }
 
 
 @dataclass
@@ -105,12 +122,24 @@ class TrainConfig:
     max_failures: int = 2
     stop_at_step: int = 0  # >0: checkpoint and stop this invocation there; rerun to continue (chunked runs)
 
+    RANGES: ClassVar[dict[str, Range]] = {
+        "steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": AT_LEAST_0,
+        "warmup_steps": AT_LEAST_0, "min_lr_frac": FRACTION, "grad_clip": POSITIVE, "prior_nll_weight": AT_LEAST_0,
+        "seed": AT_LEAST_0, "workers": AT_LEAST_1, "cpus_per_worker": POSITIVE, "threads_per_worker": AT_LEAST_0,
+        "shuffle_buffer": AT_LEAST_1, "log_every": AT_LEAST_1, "val_every": AT_LEAST_1, "val_models": AT_LEAST_1,
+        "ckpt_every": AT_LEAST_1, "keep_ckpts": AT_LEAST_1,
+        "max_failures": Range(-1),  # Ray Train's FailureConfig: -1 retries forever
+        "stop_at_step": AT_LEAST_0,
+    }
+
 
 @dataclass
 class EvalConfig:
     prior_samples: int = 1  # S: the paper's tables use 1, its section 4.1 describes 50
     permutations: int = 100
     seed: int = 0
+
+    RANGES: ClassVar[dict[str, Range]] = {"prior_samples": AT_LEAST_1, "permutations": AT_LEAST_1, "seed": AT_LEAST_0}
 
 
 @dataclass
@@ -249,23 +278,36 @@ def read_yaml(path: str | os.PathLike) -> dict:
 
 
 def validate(cfg: Config) -> Config:
-    """Checks that span fields; raise ConfigError naming the field."""
-    if cfg.data.d < 1:
-        raise ConfigError(f"data.d must be >= 1, got {cfg.data.d}")
-    if cfg.data.n_samples < 2:
-        raise ConfigError(f"data.n_samples must be >= 2, got {cfg.data.n_samples}")
-    if not 0 <= cfg.data.test_frac <= 1 or not 0 <= cfg.data.val_frac < 1:
-        raise ConfigError("data.test_frac must lie in [0, 1] (1: an evaluation-only set), data.val_frac in [0, 1)")
-    if cfg.model.encoder_layers % 2:
-        raise ConfigError(f"model.encoder_layers (L) must be even, got {cfg.model.encoder_layers}")
-    if not cfg.train.prior_nll_weight >= 0:
-        raise ConfigError(f"train.prior_nll_weight must be >= 0, got {cfg.train.prior_nll_weight}")
-    if cfg.train.batch_size % cfg.train.workers:
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} must be divisible by train.workers={cfg.train.workers}"
+    """Refuse, in one ConfigError line, every value the jobs could not use; nothing has started yet.
+
+    Each problem reads `key=value: must be ...`. Data checks are the simulators' own
+    (`check_data_config`), model checks the model's (`check_model_config`), so a config that passes
+    here also passes there.
+    """
+    # Imported here: the simulators import this module for the config classes.
+    from activa_ray.data.simulate import check_data_config, intervention_table, kind_is_point_mass
+
+    check_data_config(cfg.data)
+    train = cfg.train
+    problems = check_model_config(cfg.model) + range_problems(train, "train") + range_problems(cfg.eval, "eval")
+    if train.workers >= 1 and train.batch_size % train.workers:
+        problems.append(f"train.batch_size={train.batch_size}: must be a multiple of train.workers={train.workers}")
+    # The data's value_index indexes the model's table of values: the two must be the same list.
+    table = intervention_table(cfg.data)
+    if [float(v) for v in cfg.model.intervention_values] != table:
+        source = "knockouts of data.kind=sergio" if cfg.data.kind == "sergio" else "data.linear.intervention_values"
+        problems.append(
+            f"model.intervention_values={cfg.model.intervention_values}: must be {table}, the data's values ({source})"
+        )
+    if cfg.model.point_mass_interventions != kind_is_point_mass(cfg.data.kind):
+        problems.append(
+            f"model.point_mass_interventions={cfg.model.point_mass_interventions}: must be "
+            f"{kind_is_point_mass(cfg.data.kind)} for data.kind={cfg.data.kind}"
         )
     if cfg.data.source == "shards" and not cfg.data.dir:
-        raise ConfigError("data.source=shards needs data.dir, the root written by jobs/generate.py")
+        problems.append("data.source=shards: needs data.dir, the root written by jobs/generate.py")
+    if problems:
+        raise ConfigError("; ".join(problems))
     return cfg
 
 

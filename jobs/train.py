@@ -11,9 +11,6 @@ import sys
 import time
 
 from activa_ray.config import ConfigError, load_config
-from activa_ray.train.checkpoint import CheckpointError
-from activa_ray.train.progress import summary
-from activa_ray.train.trainer import run_training
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    # Imported once the config is good: torch and Ray take seconds to import, a typo should not wait for them.
+    from activa_ray.train.checkpoint import CheckpointError
+    from activa_ray.train.progress import summary
+    from activa_ray.train.trainer import run_training
+
+    try:
         result = run_training(cfg, args.out, num_cpus=args.num_cpus, ray_logs=args.ray_logs)
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)

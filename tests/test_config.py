@@ -1,7 +1,14 @@
-"""The config tree: defaults < YAML < CLI, strict keys and types, round trip, the cluster file."""
+"""The config tree: defaults < YAML < CLI, strict keys, types and ranges, round trip, the cluster file."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
+import subprocess
+import sys
+import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -15,10 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data: {d: 8, n_models: 100}\ntrain: {lr: 0.01}\n")
-    cfg = load_config(path, ["data.n_models=1000", "model.beta=0.5", "data.linear.intervention_values=[1.0, 2.0]"])
+    cfg = load_config(path, ["data.n_models=1000", "model.beta=0.5", "data.linear.intervention_values=[1.0, 2.0]",
+                                "model.intervention_values=[1.0, 2.0]"])
     assert cfg.data.d == 8 and cfg.data.n_models == 1000 and cfg.train.lr == 0.01
     assert cfg.model.beta == 0.5 and cfg.data.linear.intervention_values == [1.0, 2.0]
     assert cfg.data.n_samples == Config().data.n_samples
+
+
+SERGIO = ["data.kind=sergio", "model.intervention_values=[0.0]", "model.point_mass_interventions=true"]
 
 
 @pytest.mark.parametrize(
@@ -30,12 +41,76 @@ def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
         (["model.encoder_layers=3"], r"encoder_layers.*even"),
         (["train.steps"], r"expected key=value"),
         (["data.source=shards"], r"data\.dir"),
-        (["train.prior_nll_weight=-0.5"], r"train\.prior_nll_weight must be >= 0"),
+        (["train.prior_nll_weight=-0.5"], r"^train\.prior_nll_weight=-0\.5: must be >= 0$"),
+        (["train.batch_size=-3"], r"^train\.batch_size=-3: must be >= 1$"),
+        (["train.lr=.inf"], r"^train\.lr=inf: must be a finite number > 0$"),
+        (["train.steps=0", "eval.permutations=0"], r"^train\.steps=0: must be >= 1; eval\.permutations=0: must be >= 1$"),
+        (["train.workers=3"], r"^train\.batch_size=64: must be a multiple of train\.workers=3$"),
+        (["model.heads=3"], r"^model\.embed_dim=64: must be divisible by model\.heads=3$"),
+        (["data.linear.weight_low=3"], r"^data\.linear\.weight_low=3\.0: must be <= data\.linear\.weight_high=2\.0$"),
+        (["data.linear.targets_per_intervention=3"], r"targets_per_intervention=3: must be <= data\.d=2"),
+        (["data.linear.intervention_values=[1.0, 2.0]"],
+         r"^model\.intervention_values=\[5\.0\]: must be \[1\.0, 2\.0\], the data's values"),
+        (["model.point_mass_interventions=true"], r"^model\.point_mass_interventions=True: must be False"),
+        (SERGIO + ["data.d=5000"], r"^data\.d=5000: must be in \[1, \d+\] for the ecoli network"),
+        (SERGIO + ["data.sergio.basal_low=2"], r"^data\.sergio\.basal_low=2\.0: must be <= data\.sergio\.basal_high"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
+
+
+def numeric_fields(cls: type = Config, prefix: str = "") -> typing.Iterator[tuple[str, type, str, type]]:
+    """(key, dataclass, field name, int or float) of every numeric field of the tree, by introspection."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from numeric_fields(hints[f.name], key)
+        elif hints[f.name] in (int, float):
+            yield key, cls, f.name, hints[f.name]
+
+
+def out_of_range_values(low: float, high: float, low_open: bool, high_open: bool, tp: type) -> list:
+    """Values just outside each finite end of a range (the end itself where it is open), and NaN for floats."""
+    step = 1 if tp is int else 0.5
+    values = [low if low_open else low - step] if math.isfinite(low) else []
+    values += [high if high_open else high + step] if math.isfinite(high) else []
+    return values + ([".nan"] if tp is float else [])
+
+
+NUMERIC_FIELDS = list(numeric_fields())
+
+
+def test_the_tree_has_numeric_fields_in_every_section():
+    sections = {key.rsplit(".", 1)[0] for key, *_ in NUMERIC_FIELDS}
+    assert {"data", "data.linear", "data.sergio", "model", "train", "eval"} <= sections
+
+
+@pytest.mark.parametrize("key, cls, name, tp", NUMERIC_FIELDS, ids=[key for key, *_ in NUMERIC_FIELDS])
+def test_every_numeric_field_refuses_values_outside_its_range(key, cls, name, tp):
+    """A field added without a range in its class's RANGES, or with an unbounded one, fails here."""
+    allowed = getattr(cls, "RANGES", {}).get(name)
+    assert allowed is not None, f"{key}: add its allowed range to {cls.__name__}.RANGES"
+    values = out_of_range_values(allowed.low, allowed.high, allowed.low_open, allowed.high_open, tp)
+    assert len(values) > (tp is float), f"{key}: {cls.__name__}.RANGES allows every number"
+    for value in values:
+        with pytest.raises(ConfigError, match=rf"(^|; ){re.escape(key)}=[^;]*: must be [^;]*{re.escape(str(allowed))}"):
+            load_config(None, [f"{key}={value}"])
+
+
+def test_a_bad_value_stops_train_at_once_with_one_line_and_no_run_directory(tmp_path):
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "train.py"), "train.batch_size=-3"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "error: train.batch_size=-3: must be >= 1\n" and done.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder: nothing was written
+    assert elapsed < 30, f"{elapsed:.1f} s: the config is checked before Ray or torch start"
 
 
 def test_errors_in_a_file_name_the_file(tmp_path):

@@ -134,7 +134,7 @@ def test_cli_writes_data_and_reports_errors_in_one_line(ray_cluster, tmp_path, c
     assert read_manifest(out)["complete"]
 
     for args, message in [
-        (["data.linear.edge_prob=1.5"], "data.linear.edge_prob must lie in [0, 1]"),
+        (["data.linear.edge_prob=1.5"], "data.linear.edge_prob=1.5: must be in [0, 1]"),
         (["data.nmodels=5"], "unknown config key data.nmodels"),
         (["data.d=three"], "data.d (from"),
     ]:

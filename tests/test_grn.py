@@ -1,4 +1,4 @@
-"""The shipped GRNs and the modularity-greedy subgraph sampler (spec/sergio.md, Graph)."""
+"""The shipped GRNs and the modularity-greedy subgraph sampler."""
 
 from __future__ import annotations
 

@@ -328,6 +328,11 @@ def test_save_and_load_reproduce_outputs(tmp_path) -> None:
     obs, x, targets, value_index = make_batch(14, 2, 10, 6, 5, num_values=2)
     save_model(model, tmp_path / "export", meta={"step": 12, "data": "gauss8"})
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["config.json", "model.safetensors"]
+    plain = tmp_path / "plain.txt"  # the mode any file the user writes gets under their umask (e.g. 0644)
+    plain.write_text("")
+    assert {(tmp_path / "export" / name).stat().st_mode for name in ("config.json", "model.safetensors")} == {
+        plain.stat().st_mode
+    }
     loaded, meta = load_model(tmp_path / "export")
     assert meta == {"step": 12, "data": "gauss8"} and loaded.cfg == model.cfg
     for seed in (0, 1):
@@ -367,7 +372,7 @@ def edit_config(directory, change) -> None:
         (lambda doc: doc["model"].pop("beta"), r"config\.json: model config is missing key\(s\) \['beta'\]"),
         (lambda doc: doc["model"].update(heads="two"), r"config\.json: model\.heads must be of type int"),
         (lambda doc: doc["model"].update(embed_dim=32), r"model\.safetensors: weights do not match .*wrong shapes"),
-        (lambda doc: doc["model"].update(encoder_layers=3), r"config\.json: ModelConfig\.encoder_layers"),
+        (lambda doc: doc["model"].update(encoder_layers=3), r"config\.json: model\.encoder_layers=3: must be even"),
         (lambda doc: doc.update(format="something-else"), r"config\.json: \"format\" must be 'activa_ray\.model'"),
         (lambda doc: doc.update(format_version=2), r"config\.json: format_version 2 is not supported"),
     ],

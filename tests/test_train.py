@@ -172,6 +172,16 @@ def test_training_from_shards_through_ray_data(ray_cluster, tmp_path):
     assert np.isfinite(history[-1]["train/loss"])
 
 
+def test_run_training_refuses_a_bad_config_before_making_the_run_directory(tmp_path):
+    bad = tiny()
+    bad.train.batch_size = -3  # set by hand: load_config's checks never saw it
+    with pytest.raises(ConfigError, match=r"^train\.batch_size=-3: must be >= 1$"):
+        run_training(bad, tmp_path / "run")
+    with pytest.raises(ConfigError, match="no manifest.json"):
+        run_training(tiny("data.source=shards", f"data.dir={tmp_path / 'nothing'}"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_clear_errors_for_missing_shards_and_foreign_checkpoints(ray_cluster, tmp_path, ddp_run):
     with pytest.raises(ConfigError, match="no manifest.json"):
         build_trainer(tiny("data.source=shards", f"data.dir={tmp_path / 'nothing'}"), tmp_path)

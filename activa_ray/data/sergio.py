@@ -1,6 +1,6 @@
-"""SERGIO steady-state single-cell expression with gene knockouts (spec/sergio.md).
+"""SERGIO steady-state single-cell expression with gene knockouts.
 
-Written from the SERGIO paper (Dibaeinia & Sinha 2020) and the project's specification, in pure
+Written from the SERGIO paper (Dibaeinia & Sinha 2020), in pure
 numpy with an explicit rng, batched over many datasets: all conditions of all datasets of a
 chunk advance through the Euler–Maruyama steps together, one regulatory level at a time.
 
@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from activa_ray.config import ConfigError, SergioConfig
 from activa_ray.data.grn import load_network, sample_subgraph
+from activa_ray.ranges import low_high_problems, range_problems
 
 STEPS_PER_CELL = 15  # steps per gene: 15 · n_cells + 10 · level
 STEPS_PER_LEVEL = 10
@@ -63,30 +64,25 @@ class GRNParams:
 
 
 def check_config(cfg: SergioConfig, d: int) -> None:
-    """Raise one ConfigError (a ValueError) naming the field if `cfg` cannot simulate d-gene datasets."""
+    """Raise one ConfigError (a ValueError) line naming every field that cannot simulate d-gene datasets."""
+    problems = range_problems(cfg, "data.sergio") + low_high_problems(cfg, "data.sergio", ("interaction", "basal"))
     if not cfg.networks:
-        raise ConfigError("data.sergio.networks: expected at least one of ['ecoli', 'yeast'], got []")
+        problems.append("data.sergio.networks=[]: must list at least one of ['ecoli', 'yeast']")
     for name in cfg.networks:
         network = load_network(name)  # raises for an unknown name, naming data.sergio.networks
         if not 1 <= d <= network.largest_component:
-            raise ConfigError(
-                f"data.d: the {name} network (data.sergio.networks) allows 1 <= d <= "
-                f"{network.largest_component} genes (its largest connected component), got {d}"
+            problems.append(
+                f"data.d={d}: must be in [1, {network.largest_component}] for the {name} network "
+                "(data.sergio.networks; its largest connected component)"
             )
-    for field in ("interaction", "basal"):
-        low, high = getattr(cfg, f"{field}_low"), getattr(cfg, f"{field}_high")
-        if not 0 <= low <= high:
-            raise ConfigError(f"data.sergio.{field}_low/_high: expected 0 <= low <= high, got {low}, {high}")
     for field in ("hill", "decay", "noise_scale"):
         values = getattr(cfg, field)
         if not values or min(values) <= 0:
-            raise ConfigError(f"data.sergio.{field}: expected a non-empty list of positive numbers, got {values}")
-    if cfg.sign_beta <= 0:
-        raise ConfigError(f"data.sergio.sign_beta: expected a positive number, got {cfg.sign_beta}")
-    if cfg.dt <= 0:
-        raise ConfigError(f"data.sergio.dt: expected a positive step, got {cfg.dt}")
+            problems.append(f"data.sergio.{field}={values}: must be a non-empty list of positive numbers")
     if cfg.platform not in PLATFORMS:
-        raise ConfigError(f"data.sergio.platform: expected one of {sorted(PLATFORMS)}, got {cfg.platform!r}")
+        problems.append(f"data.sergio.platform={cfg.platform!r}: must be one of {sorted(PLATFORMS)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def sample_params(rng: np.random.Generator, graphs: np.ndarray, cfg: SergioConfig) -> GRNParams:

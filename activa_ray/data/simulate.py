@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from activa_ray.config import ConfigError, DataConfig
+from activa_ray.ranges import low_high_problems, range_problems
 
 SPLITS = ("train", "val", "test")
 _SPAWN_PREFIX = {"train": 0, "val": 1, "test": 2}
@@ -33,36 +34,23 @@ def intervention_table(data_cfg: DataConfig) -> list[float]:
 
 
 def check_data_config(data_cfg: DataConfig) -> None:
-    """Raise ConfigError naming the field for values the simulators cannot use."""
+    """Raise one ConfigError line naming every data field the simulators cannot use."""
     linear = data_cfg.linear
-    problems = []
-    if data_cfg.n_models < 1:
-        problems.append(f"data.n_models must be >= 1, got {data_cfg.n_models}")
-    if data_cfg.models_per_shard < 1:
-        problems.append(f"data.models_per_shard must be >= 1, got {data_cfg.models_per_shard}")
-    if data_cfg.kind != "sergio":
-        if not 0.0 <= linear.edge_prob <= 1.0:
-            problems.append(f"data.linear.edge_prob must lie in [0, 1], got {linear.edge_prob}")
-        if not 0.0 <= linear.weight_low <= linear.weight_high:
-            problems.append(
-                "data.linear.weight_low/weight_high must satisfy 0 <= low <= high, "
-                f"got {linear.weight_low}, {linear.weight_high}"
-            )
-        if data_cfg.kind == "linear-gauss" and not linear.noise_std > 0:
-            problems.append(f"data.linear.noise_std must be > 0, got {linear.noise_std}")
-        if data_cfg.kind == "linear-beta" and not 0 < linear.beta_param_low <= linear.beta_param_high:
-            problems.append(
-                "data.linear.beta_param_low/beta_param_high must satisfy 0 < low <= high, "
-                f"got {linear.beta_param_low}, {linear.beta_param_high}"
-            )
+    problems = range_problems(data_cfg, "data")
+    if data_cfg.kind == "sergio":
+        if not problems:
+            # Imported here: the SERGIO simulator is heavier and optional for linear work.
+            from activa_ray.data.sergio import check_config
+
+            check_config(data_cfg.sergio, data_cfg.d)
+    else:
+        problems += low_high_problems(linear, "data.linear", ("weight", "beta_param"))
         if not linear.intervention_values:
-            problems.append("data.linear.intervention_values must hold at least one value")
-        if linear.jitter_var < 0:
-            problems.append(f"data.linear.jitter_var must be >= 0, got {linear.jitter_var}")
-        if not 1 <= linear.targets_per_intervention <= data_cfg.d:
+            problems.append("data.linear.intervention_values=[]: must hold at least one value")
+        if linear.targets_per_intervention > data_cfg.d:
             problems.append(
-                f"data.linear.targets_per_intervention must lie in [1, data.d={data_cfg.d}], "
-                f"got {linear.targets_per_intervention}"
+                f"data.linear.targets_per_intervention={linear.targets_per_intervention}: "
+                f"must be <= data.d={data_cfg.d}"
             )
     if problems:
         raise ConfigError("; ".join(problems))

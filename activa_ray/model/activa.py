@@ -29,34 +29,15 @@ import torch
 from torch import nn
 
 from activa_ray.model.attention import AlternatingEmbedding, TransformerBlock
-from activa_ray.model.config import ModelConfig
+from activa_ray.model.config import ModelConfig, check_model_config
 from activa_ray.model.mixture import GaussianMixture, component_log_prob, isolate_pinned
 
 
 def check_config(cfg: ModelConfig) -> None:
-    """Raise one ValueError naming the ModelConfig field that cannot build a model."""
-    positive = ("heads", "embed_dim", "hidden_dim", "latent_dim", "decoder_components", "prior_components")
-    for name in positive:
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"ModelConfig.{name} must be a positive integer; got {value!r}")
-    for name in ("decoder_layers", "encoder_layers"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"ModelConfig.{name} must be a non-negative integer; got {value!r}")
-    if cfg.encoder_layers % 2 != 0:
-        raise ValueError(f"ModelConfig.encoder_layers (L) must be even (alternating sample/variable); got {cfg.encoder_layers}")
-    if cfg.embed_dim % cfg.heads != 0:
-        raise ValueError(f"ModelConfig.embed_dim ({cfg.embed_dim}) must be divisible by heads ({cfg.heads})")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"ModelConfig.dropout must be in [0, 1); got {cfg.dropout!r}")
-    for name in ("prior_var", "encoder_var", "cov_floor"):
-        if not getattr(cfg, name) > 0.0:
-            raise ValueError(f"ModelConfig.{name} must be > 0; got {getattr(cfg, name)!r}")
-    if not 0.0 <= cfg.beta:
-        raise ValueError(f"ModelConfig.beta must be >= 0; got {cfg.beta!r}")
-    if len(cfg.intervention_values) == 0:
-        raise ValueError("ModelConfig.intervention_values must list at least one intervention value")
+    """Raise one ValueError naming every ModelConfig field that cannot build a model."""
+    problems = check_model_config(cfg)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def intervention_representation(targets: torch.Tensor, value_index: torch.Tensor, num_values: int) -> torch.Tensor:

@@ -1,8 +1,11 @@
-"""Every hyperparameter of the ACTIVA model (paper table 4); pure data, no torch."""
+"""Every hyperparameter of the ACTIVA model (paper table 4) and its allowed values; pure data, no torch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, POSITIVE, Range, range_problems
 
 
 @dataclass
@@ -24,6 +27,29 @@ class ModelConfig:
     cov_floor: float = 1e-3  # ε in Σ_b = u_b u_bᵀ + ε I
     intervention_values: list[float] = field(default_factory=lambda: [5.0])  # the table of values i indexes
     point_mass_interventions: bool = False  # knockouts: targets are exactly the value; left out of the likelihood
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "heads": AT_LEAST_1, "decoder_layers": AT_LEAST_0, "encoder_layers": AT_LEAST_0,
+        "dropout": Range(0, 1, high_open=True), "embed_dim": AT_LEAST_1, "hidden_dim": AT_LEAST_1,
+        "latent_dim": AT_LEAST_1, "decoder_components": AT_LEAST_1, "prior_components": AT_LEAST_1,
+        "beta": AT_LEAST_0, "prior_var": POSITIVE, "encoder_var": POSITIVE, "cov_floor": POSITIVE,
+    }
+
+
+def check_model_config(cfg: ModelConfig, prefix: str = "model") -> list[str]:
+    """One `key=value: must be ...` line per value that cannot build a model (none: it can)."""
+    problems = range_problems(cfg, prefix)
+    if problems:  # the checks below divide by and compare the values just refused
+        return problems
+    if cfg.encoder_layers % 2:
+        problems.append(
+            f"{prefix}.encoder_layers={cfg.encoder_layers}: must be even (L alternates sample and variable attention)"
+        )
+    if cfg.embed_dim % cfg.heads:
+        problems.append(f"{prefix}.embed_dim={cfg.embed_dim}: must be divisible by {prefix}.heads={cfg.heads}")
+    if not cfg.intervention_values:
+        problems.append(f"{prefix}.intervention_values=[]: must list at least one intervention value")
+    return problems
 
 
 # Table 4 of the paper (batch 256, lr and epochs live in the train config).

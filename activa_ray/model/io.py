@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
@@ -32,9 +32,9 @@ class ModelFileError(ValueError):
 
 
 def _temporary_path(target: Path) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    return Path(name)
+    # A fresh name, not a file: mkstemp would create it 0600, and the rename would keep that mode;
+    # the writer creates it with the umask's mode, like any other file the user writes.
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
 
 
 def state_dict_to_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
@@ -43,7 +43,8 @@ def state_dict_to_safetensors(state_dict: dict[str, torch.Tensor], path: str | o
     tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state_dict.items()}
     temporary = _temporary_path(target)
     try:
-        save_file(tensors, str(temporary))
+        # Bytes written by Python, not save_file: safetensors creates its files 0600 whatever the umask.
+        temporary.write_bytes(save(tensors))
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from activa_ray.cluster import connect_or_start
-from activa_ray.config import Config, ConfigError, save_config, to_dict
+from activa_ray.config import Config, ConfigError, save_config, to_dict, validate
 from activa_ray.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -182,11 +182,15 @@ def run_training(
     `progress` prints one line per report (train/progress.py); `ray_logs` lets Ray's own worker log
     lines through to the console when this call starts or connects Ray.
     """
+    # Every check a user's config can fail comes before the run directory is made or its config replaced.
+    validate(cfg)
+    if cfg.data.source == "shards":
+        check_shard_dir(cfg)
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     connect_or_start(num_cpus, log_to_driver=ray_logs)
-    trainer = build_trainer(cfg, run_dir)
+    trainer = build_trainer(cfg, run_dir)  # refuses a RUN_DIR holding checkpoints of another model config
+    save_config(cfg, run_dir / "config.yaml")
     with ProgressPrinter(run_dir / "metrics.jsonl", cfg.train.steps) if progress else contextlib.nullcontext():
         result = trainer.fit()
     if result.error:
