@@ -188,16 +188,6 @@ def preset_config(preset: str, overrides: list[str]):
     return load_config(REPO / "configs" / f"{preset}.yaml", overrides)
 
 
-def data_stats(val_batch: dict) -> dict[str, float]:
-    """As the Ray worker's `data_stats`: the training data's scale, exported so predict can warn on other scales."""
-    import numpy as np
-
-    from activa_ray.data.examples import explode
-
-    reference = explode(val_batch)["obs"]
-    return {"obs_abs_mean": float(np.abs(reference).mean()), "obs_std": float(reference.std())}
-
-
 # ---------------------------------------------------------------------------------------------
 # stage 1: checks
 
@@ -601,7 +591,7 @@ def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetc
     import torch
 
     from activa_ray.model.activa import Activa
-    from activa_ray.train.loop import Replica, run_steps, validation_set
+    from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
     from activa_ray.train.step import LossModule, build_optimizer, compile_model, resolve_precision
 
     torch.manual_seed(cfg.train.seed)

@@ -72,6 +72,12 @@ def validation_set(cfg: Config) -> dict:
     return simulate(cfg.data, rng, cfg.train.val_models)
 
 
+def data_stats(val_batch: dict) -> dict[str, float]:
+    """Scale of the training data, exported with the model so predict can warn on other scales."""
+    reference = explode(val_batch)["obs"]
+    return {"obs_abs_mean": float(np.abs(reference).mean()), "obs_std": float(reference.std())}
+
+
 @torch.no_grad()
 def validate(model: Activa, val_batch: dict, cfg: Config, device: torch.device) -> dict[str, float]:
     """Held-out ELBO terms (fixed generator) and the evaluation metrics, always in fp32."""

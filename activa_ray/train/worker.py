@@ -15,10 +15,10 @@ import ray.train.torch
 import torch
 
 from activa_ray.config import Config, config_from_dict, to_dict
-from activa_ray.data.examples import explode, iter_examples
+from activa_ray.data.examples import iter_examples
 from activa_ray.model.activa import Activa
 from activa_ray.train.checkpoint import load_checkpoint, save_checkpoint
-from activa_ray.train.loop import Replica, run_steps, validation_set
+from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
 from activa_ray.train.step import (
     LossModule,
     build_optimizer,
@@ -44,12 +44,6 @@ def shard_examples(cfg: Config, n_examples: int, rng: np.random.Generator) -> It
                 yield table_to_batch(table, source="Ray Data shard of train split")
 
     yield from iter_examples(model_batches(), n_examples, rng, cfg.train.shuffle_buffer)
-
-
-def data_stats(val_batch: dict) -> dict[str, float]:
-    """Scale of the training data, exported with the model so predict can warn on other scales."""
-    reference = explode(val_batch)["obs"]
-    return {"obs_abs_mean": float(np.abs(reference).mean()), "obs_std": float(reference.std())}
 
 
 def append_jsonl(path: Path, record: dict) -> None:
