@@ -3,6 +3,7 @@
 - `figure2`: the paper's figure 2 for bivariate data: observational samples and the samples
   under do(X) and do(Y) of the truth, the conditional baseline and ACTIVA, in three panels.
 - `marginals`: for any d, each variable's marginal under each condition, truth vs predictions.
+- `evaluation_figures`: both, for the models an evaluation kept.
 """
 
 from __future__ import annotations
@@ -128,3 +129,29 @@ def marginals(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def evaluation_figures(folder: Path, kept: list[dict], d: int, activa_default: str) -> list[Path]:
+    """Marginal plots of every kept model; the paper's figure 2 too when d = 2."""
+    written = []
+    for entry in kept:
+        predictions = entry["predictions"]
+        names = np.asarray(entry["var_names"])
+        condition_labels = [f"do({'+'.join(names[t.astype(bool)])}={v:g})" for t, v in zip(entry["targets"], entry["values"])]
+        written.append(marginals(
+            entry["truth"], predictions, folder / f"marginals_model{entry['model_id']}.png",
+            var_names=entry["var_names"], condition_labels=condition_labels, title=f"model {entry['model_id']}",
+        ))
+        targets = entry["targets"].astype(bool)
+        if d != 2 or "baseline" not in predictions:
+            continue
+        # Paper figure 2: the first do(X) and the first do(Y) condition.
+        do_x, do_y = np.flatnonzero(targets[:, 0] & ~targets[:, 1]), np.flatnonzero(targets[:, 1] & ~targets[:, 0])
+        if len(do_x) and len(do_y):
+            chosen = [do_x[0], do_y[0]]
+            written.append(figure2(
+                entry["obs"], entry["truth"][chosen], predictions["baseline"][chosen], predictions[activa_default][chosen],
+                folder / f"figure2_model{entry['model_id']}.png", var_names=entry["var_names"],
+                value=float(entry["values"][chosen[0]]),
+            ))
+    return written

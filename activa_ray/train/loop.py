@@ -19,7 +19,7 @@ import torch
 from activa_ray.config import Config
 from activa_ray.data.examples import explode
 from activa_ray.data.simulate import shard_seed, simulate
-from activa_ray.eval.evaluate import validation_metrics
+from activa_ray.eval.validation import validation_metrics
 from activa_ray.model.activa import Activa
 from activa_ray.train.step import StepResult, learning_rate, step_seed, to_torch, train_step
 
