@@ -29,7 +29,7 @@ def run_experiment(
     max_models: int | None = None,
     num_cpus: int | None = None,
 ) -> dict[str, Path]:
-    from activa_ray.data.shards import generate
+    from activa_ray.data.generate import generate
     from activa_ray.eval.evaluate import evaluate
     from activa_ray.cluster import connect_or_start
     from activa_ray.train.trainer import run_training

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from activa_ray.config import ConfigError, config_from_dict
-from activa_ray.data.shards import ShardError
+from activa_ray.data.format import ShardError
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.evaluate import ACTIVA, EvaluationError, evaluate
 from activa_ray.model.io import ModelFileError

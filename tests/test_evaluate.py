@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from activa_ray.config import DataConfig, load_config
-from activa_ray.data.shards import ShardError, generate, read_shard, shard_paths
+from activa_ray.data.format import ShardError, read_shard, shard_paths
+from activa_ray.data.generate import generate
 from activa_ray.data.simulate import simulate
 from activa_ray.eval.evaluate import EvaluationError, evaluate
 from activa_ray.eval.pairs import descendant_masks

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 import activa_ray
-from activa_ray.data.shards import read_manifest, read_shard, shard_paths
+from activa_ray.data.format import read_manifest, read_shard, shard_paths
 from activa_ray.eval.aggregate import Totals
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.figures import evaluation_figures

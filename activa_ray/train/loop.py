@@ -63,7 +63,7 @@ class MetricsWindow:
 def validation_set(cfg: Config) -> dict:
     """A small fixed held-out set: the first val models, from shards or simulated with the val seed."""
     if cfg.data.source == "shards":
-        from activa_ray.data.shards import read_shard, shard_paths
+        from activa_ray.data.format import read_shard, shard_paths
 
         batch = read_shard(shard_paths(cfg.data.dir, "val")[0])
         return {k: (v[: cfg.train.val_models] if isinstance(v, np.ndarray) else v) for k, v in batch.items()}

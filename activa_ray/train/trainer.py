@@ -41,7 +41,7 @@ def default_run_dir(cfg: Config) -> Path:
 
 def check_shard_dir(cfg: Config) -> None:
     """Refuse a shard directory that is missing or holds data of another kind/d/N."""
-    from activa_ray.data.shards import read_manifest
+    from activa_ray.data.format import read_manifest
 
     root = Path(cfg.data.dir)
     if not (root / "manifest.json").is_file():

@@ -1,26 +1,17 @@
-"""Parquet shards of simulated causal models (one row per model) and the Ray job that writes them.
+"""The Parquet format of simulated causal models (one row per model) and its manifest.
 
 Layout: DIR/manifest.json and DIR/<split>/part-00042.parquet for split in train, val, test.
 Tensor columns are pyarrow fixed-shape tensors (`arrow.fixed_shape_tensor`, a canonical Arrow
 extension type): plain pyarrow reads them back with `to_numpy_ndarray()`, and Ray Data's
 `read_parquet(...).iter_batches(batch_format="numpy")` yields them as numpy arrays.
-
-A shard is a pure function of (data config, split, shard index): its random numbers come from
-`shard_seed`, its rows from one `simulate` call, its bytes from a fixed writer setup, so any
-number of workers (or a rerun) writes identical files. Each Ray task simulates and writes its
-own shard (temporary name, then rename) and returns only a count, so the driver and the object
-store hold no sample data: memory stays flat however many models the job writes.
+generate.py writes the shards; training and evaluation read them through this module.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import hashlib
 import json
-import math
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-import activa_ray
-from activa_ray.config import Config, ConfigError, DataConfig, load_config, to_dict
-from activa_ray.data.simulate import (
-    SPLITS,
-    check_data_config,
-    intervention_table,
-    kind_is_point_mass,
-    shard_rng,
-    simulate,
-    split_sizes,
-)
+from activa_ray.config import DataConfig, to_dict
 
 SCHEMA_VERSION = 1
 METADATA_KEY = b"activa_ray"
@@ -54,11 +35,8 @@ TENSOR_COLUMNS: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
     "weights": (np.dtype(np.float32), ("d", "d")),
     "int_ref": (np.dtype(np.float32), ("C", "N", "d")),
 }
-OPTIONAL_COLUMNS = ("weights", "int_ref")
 # Data settings that do not change what is simulated (where training reads from).
 _NOT_CONTENT = ("source", "dir")
-# Object store cap when this module starts Ray itself: tasks return counts, not data.
-OBJECT_STORE_BYTES = 256 * 1024**2
 
 
 class ShardError(ValueError):
@@ -180,7 +158,7 @@ def write_shard(path: str | os.PathLike, table: pa.Table) -> None:
     os.replace(tmp, path)
 
 
-def _shard_metadata(path: Path) -> dict:
+def shard_metadata(path: Path) -> dict:
     """The activa_ray key-value metadata of a shard's footer (ShardError when unreadable)."""
     try:
         schema = pq.read_schema(path)
@@ -203,7 +181,7 @@ def read_shard(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ShardError(f"{path}: shard does not exist")
-    _shard_metadata(path)
+    shard_metadata(path)
     try:
         table = pq.read_table(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException) as err:
@@ -261,239 +239,18 @@ def shard_paths(root: str | os.PathLike, split: str) -> list[Path]:
     return paths
 
 
-def _write_json(path: Path, content: dict) -> None:
+def write_json(path: Path, content: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(content, indent=2) + "\n")
     os.replace(tmp, path)
 
 
-def _config_differences(old: dict, new: dict, prefix: str = "data") -> list[str]:
+def config_differences(old: dict, new: dict, prefix: str = "data") -> list[str]:
     differences = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += _config_differences(a, b, f"{prefix}.{key}")
+            differences += config_differences(a, b, f"{prefix}.{key}")
         elif a != b:
             differences.append(f"{prefix}.{key}: {a!r} there, {b!r} now")
     return differences
-
-
-# ---------------------------------------------------------------------------------------
-# the generation job
-
-
-@dataclasses.dataclass(frozen=True)
-class _ShardPlan:
-    split: str
-    index: int
-    first_model_id: int
-    n_models: int
-
-
-def _plan(data_cfg: DataConfig) -> list[_ShardPlan]:
-    plans = []
-    for split, n_split in split_sizes(data_cfg).items():
-        for index in range(math.ceil(n_split / data_cfg.models_per_shard)):
-            first = index * data_cfg.models_per_shard
-            plans.append(_ShardPlan(split, index, first, min(data_cfg.models_per_shard, n_split - first)))
-    return plans
-
-
-def _expected_metadata(data_cfg: DataConfig, plan: _ShardPlan) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": data_cfg.kind,
-        "data_config_hash": data_content_hash(data_cfg),
-        "split": plan.split,
-        "shard_index": plan.index,
-        "n_models": plan.n_models,
-    }
-
-
-def write_planned_shard(data_cfg: DataConfig, plan: _ShardPlan, path: str) -> int:
-    """Simulate and write one shard; returns its number of edges (for the manifest)."""
-    rng = shard_rng(data_cfg, plan.split, plan.index)
-    batch = simulate(data_cfg, rng, plan.n_models, with_ref=plan.split == "test")
-    model_ids = np.arange(plan.first_model_id, plan.first_model_id + plan.n_models)
-    table = batch_to_table(batch, model_ids, data_cfg.kind)
-    n_edges = int(batch["graph"].sum(dtype=np.int64))
-    metadata = {**_expected_metadata(data_cfg, plan), "n_edges": n_edges}
-    write_shard(path, table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()}))
-    return n_edges
-
-
-def _complete_shard_edges(path: Path, expected: dict) -> int | None:
-    """Edges recorded by a finished shard of this plan at `path`; None when it must be (re)written."""
-    if not path.exists():
-        return None
-    try:
-        meta = _shard_metadata(path)
-        rows = pq.ParquetFile(path).metadata.num_rows
-    except (ShardError, OSError, pa.ArrowException) as err:
-        print(f"rewriting {path}: {err}", file=sys.stderr)
-        return None
-    if {k: meta.get(k) for k in expected} != expected or rows != expected["n_models"]:
-        print(f"rewriting {path}: it belongs to another config or shard", file=sys.stderr)
-        return None
-    return int(meta["n_edges"])
-
-
-def _remove_outputs(root: Path) -> None:
-    """Delete what a previous run wrote here (manifest and shards), nothing else."""
-    for split in SPLITS:
-        for path in (root / split).glob("part-*.parquet"):
-            path.unlink()
-    (root / "manifest.json").unlink(missing_ok=True)
-
-
-def _remove_temporary_files(root: Path) -> None:
-    """Half-written shards of an interrupted run (they never got their final name)."""
-    for split in SPLITS:
-        for path in (root / split).glob(".part-*.tmp"):
-            path.unlink()
-
-
-def _prepare_directory(root: Path, data_cfg: DataConfig, overwrite: bool) -> None:
-    manifest_path = root / "manifest.json"
-    if overwrite:
-        _remove_outputs(root)
-    elif manifest_path.exists():
-        old = read_manifest(root)
-        differences = _config_differences(old.get("data_config", {}), data_content(data_cfg))
-        if differences:
-            shown = "; ".join(differences[:5]) + (" ..." if len(differences) > 5 else "")
-            raise ShardError(
-                f"{manifest_path} holds a different data config ({shown}); "
-                "pass --overwrite to replace its shards, or choose another --out"
-            )
-    elif any(any((root / split).glob("part-*.parquet")) for split in SPLITS):
-        raise ShardError(f"{root} holds shards but no manifest.json; pass --overwrite to replace them")
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_temporary_files(root)
-
-
-def _manifest(cfg: Config, plans: list[_ShardPlan], edges: dict[tuple[str, int], int], complete: bool) -> dict:
-    splits = {}
-    for split in SPLITS:
-        split_plans = [p for p in plans if p.split == split]
-        n_models = sum(p.n_models for p in split_plans)
-        split_edges = [edges[(p.split, p.index)] for p in split_plans if (p.split, p.index) in edges]
-        splits[split] = {
-            "models": n_models,
-            "shards": len(split_plans),
-            "mean_edges_per_model": sum(split_edges) / n_models if complete and n_models else None,
-        }
-    total_models = sum(s["models"] for s in splits.values())
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "package_version": activa_ray.__version__,
-        "complete": complete,
-        "name": cfg.name,
-        "kind": cfg.data.kind,
-        "d": cfg.data.d,
-        "n_samples": cfg.data.n_samples,
-        "intervention_values": intervention_table(cfg.data),
-        "point_mass_interventions": kind_is_point_mass(cfg.data.kind),
-        "models_per_shard": cfg.data.models_per_shard,
-        "splits": splits,
-        "mean_edges_per_model": sum(edges.values()) / total_models if complete else None,
-        "seeds": {
-            "entropy": cfg.data.seed,
-            "scheme": "shard rng = PCG64(SeedSequence(entropy, spawn_key=(split_code, shard_index)))",
-            "split_codes": {"train": 0, "val": 1, "test": 2, "training stream": 3},
-        },
-        "data_config": data_content(cfg.data),
-        "data_config_hash": data_content_hash(cfg.data),
-        "config": to_dict(cfg),
-    }
-
-
-def generate(
-    cfg: Config,
-    out_dir: str | os.PathLike,
-    overwrite: bool = False,
-    num_cpus: int | None = None,
-    progress: bool = True,
-) -> dict:
-    """Write every shard of `cfg.data` under `out_dir` with Ray tasks; returns the manifest.
-
-    Resumable: shards already complete are kept, missing or damaged ones are (re)written.
-    A directory whose manifest holds another data config is refused unless `overwrite`.
-    Uses the running Ray instance if there is one (at most `num_cpus` shards at a time),
-    otherwise starts one with `num_cpus` CPUs and a capped object store, and stops it after.
-    """
-    import ray
-    from tqdm import tqdm
-
-    from activa_ray.cluster import connect_or_start
-
-    check_data_config(cfg.data)
-    root = Path(out_dir)
-    _prepare_directory(root, cfg.data, overwrite)
-    plans = _plan(cfg.data)
-    _write_json(root / "manifest.json", _manifest(cfg, plans, {}, complete=False))
-
-    edges: dict[tuple[str, int], int] = {}
-    todo = []
-    for plan in plans:
-        found = _complete_shard_edges(shard_path(root, plan.split, plan.index), _expected_metadata(cfg.data, plan))
-        if found is None:
-            todo.append(plan)
-        else:
-            edges[(plan.split, plan.index)] = found
-
-    started_ray = False
-    if todo:
-        # One simulation task per physical core: shards are CPU-bound, more would only add memory.
-        started_ray = connect_or_start(num_cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES,
-                                       include_dashboard=False)
-    try:
-        bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
-        if todo:
-            parallel = num_cpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            write_task = ray.remote(num_cpus=1)(write_planned_shard)
-            queue = list(reversed(todo))
-            pending: dict = {}
-            while queue or pending:
-                while queue and len(pending) < parallel:
-                    plan = queue.pop()
-                    ref = write_task.remote(cfg.data, plan, str(shard_path(root, plan.split, plan.index)))
-                    pending[ref] = plan
-                (done,), _ = ray.wait(list(pending), num_returns=1)
-                plan = pending.pop(done)
-                edges[(plan.split, plan.index)] = ray.get(done)
-                bar.update(1)
-        bar.close()
-    finally:
-        if started_ray:
-            ray.shutdown()
-
-    manifest = _manifest(cfg, plans, edges, complete=True)
-    _write_json(root / "manifest.json", manifest)
-    return manifest
-
-
-def generate_cli(argv: list[str] | None = None) -> int:
-    """`python jobs/generate.py --config FILE --out DIR [--overwrite] [--num-cpus N] [a.b=c ...]`."""
-    parser = argparse.ArgumentParser(
-        prog="jobs/generate.py", description="Simulate causal models into Parquet shards with Ray."
-    )
-    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/gauss8.yaml")
-    parser.add_argument("--out", required=True, help="output directory (manifest.json, train/, val/, test/)")
-    parser.add_argument("--overwrite", action="store_true", help="replace shards written under another config")
-    parser.add_argument("--num-cpus", type=int, default=None, help="shards written in parallel")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("overrides", nargs="*", help="config overrides a.b=c, e.g. data.n_models=1000000")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        manifest = generate(cfg, args.out, args.overwrite, args.num_cpus, progress=not args.no_progress)
-    except (ConfigError, ShardError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    counts = ", ".join(
-        f"{split} {s['models']} models in {s['shards']} shards"
-        for split, s in manifest["splits"].items()
-    )
-    print(f"wrote {Path(args.out).resolve()}: {counts}; manifest {Path(args.out).resolve() / 'manifest.json'}")
-    return 0
