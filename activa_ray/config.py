@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
+from activa_ray.data.kinds import check_model_fits_data
 from activa_ray.model.config import ModelConfig
 
 
@@ -266,6 +267,7 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.data.source == "shards" and not cfg.data.dir:
         raise ConfigError("data.source=shards needs data.dir, the root written by jobs/generate.py")
+    check_model_fits_data(cfg.model, cfg.data)
     return cfg
 
 

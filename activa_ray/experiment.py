@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Sequence
 
 from activa_ray.config import Config, load_config
-
-METHODS = ("baseline", "no_effect", "oracle_graph", "lingam", "ges_mec")
+from activa_ray.data.kinds import ALL_BASELINES as METHODS
+from activa_ray.data.kinds import kind_of
 
 
 def evaluation_methods(cfg: Config) -> tuple[str, ...]:
-    """Linear kinds get every baseline; SERGIO has no linear mechanisms to fit, so only the model-free ones."""
-    return METHODS if cfg.data.kind.startswith("linear") else ("baseline", "no_effect")
+    """The baselines that apply to the data's kind (SERGIO has no linear mechanisms to fit)."""
+    return kind_of(cfg.data.kind).baselines
 
 
 def run_experiment(

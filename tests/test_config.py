@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data: {d: 8, n_models: 100}\ntrain: {lr: 0.01}\n")
-    cfg = load_config(path, ["data.n_models=1000", "model.beta=0.5", "data.linear.intervention_values=[1.0, 2.0]"])
+    cfg = load_config(path, ["data.n_models=1000", "model.beta=0.5", "data.linear.intervention_values=[1.0, 2.0]",
+                             "model.intervention_values=[1.0, 2.0]"])
     assert cfg.data.d == 8 and cfg.data.n_models == 1000 and cfg.train.lr == 0.01
     assert cfg.model.beta == 0.5 and cfg.data.linear.intervention_values == [1.0, 2.0]
     assert cfg.data.n_samples == Config().data.n_samples
@@ -31,6 +32,10 @@ def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
         (["train.steps"], r"expected key=value"),
         (["data.source=shards"], r"data\.dir"),
         (["train.prior_nll_weight=-0.5"], r"train\.prior_nll_weight must be >= 0"),
+        (["data.linear.intervention_values=[1.0]"], r"model\.intervention_values \[5\.0\] must equal the data's \[1\.0\]"),
+        (["data.kind=sergio"], r"model\.intervention_values \[5\.0\] must equal the data's \[0\.0\]; "
+                               r"model\.point_mass_interventions must be true for data\.kind sergio"),
+        (["model.point_mass_interventions=true"], r"model\.point_mass_interventions must be false for data\.kind"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):

@@ -20,10 +20,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from activa_ray.config import DataConfig, to_dict
+from activa_ray.data.kinds import KINDS
 
 SCHEMA_VERSION = 1
 METADATA_KEY = b"activa_ray"
-KINDS = ("linear-gauss", "linear-beta", "sergio")
 # Tensor columns: (numpy dtype, shape per model in terms of C conditions, N samples, d variables).
 TENSOR_COLUMNS: dict[str, tuple[np.dtype, tuple[str, ...]]] = {
     "obs": (np.dtype(np.float32), ("N", "d")),
@@ -50,8 +50,8 @@ class ShardError(ValueError):
 def batch_to_table(batch: dict, model_ids: np.ndarray, kind: str) -> pa.Table:
     """A batch of M models (dict of numpy arrays, see scm.py) -> one row per model."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if kind != "sergio" and "weights" not in batch:
+        raise ValueError(f"kind must be one of {tuple(KINDS)}, got {kind!r}")
+    if KINDS[kind].linear and "weights" not in batch:
         raise ValueError(f"a {kind} batch needs its 'weights' (M, d, d)")
     model_ids = np.asarray(model_ids, dtype=np.int64)
     names = np.asarray(batch["var_names"]).astype(str)  # (M, d)
@@ -95,7 +95,7 @@ def table_to_batch(table: pa.Table, source: str) -> dict:
     """Shard table -> batch dict (the contract of scm.py plus `model_id` (M,) and `kind` (M,)),
     checking columns, dtypes and shapes; errors name `source` (the file)."""
     kinds = table.column("kind").unique().to_pylist() if "kind" in table.column_names else []
-    linear = any(k != "sergio" for k in kinds)
+    linear = any(k not in KINDS or KINDS[k].linear for k in kinds)  # linear kinds carry their weights
     required = ["model_id", "kind", "obs", "int", "targets", "values", "value_index", "graph", "var_names"]
     required += ["weights"] if linear else []
     missing = [name for name in required if name not in table.column_names]
@@ -105,7 +105,7 @@ def table_to_batch(table: pa.Table, source: str) -> dict:
         )
     unknown_kinds = [k for k in kinds if k not in KINDS]
     if unknown_kinds or len(kinds) > 1:
-        raise ShardError(f"{source}: column 'kind' must hold one of {KINDS} throughout, found {kinds}")
+        raise ShardError(f"{source}: column 'kind' must hold one of {tuple(KINDS)} throughout, found {kinds}")
     if not pa.types.is_integer(table.column("model_id").type):
         raise ShardError(f"{source}: column 'model_id' has type {table.column('model_id').type}, expected int64")
 

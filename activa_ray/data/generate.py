@@ -36,15 +36,8 @@ from activa_ray.data.format import (
     write_json,
     write_shard,
 )
-from activa_ray.data.simulate import (
-    SPLITS,
-    check_data_config,
-    intervention_table,
-    kind_is_point_mass,
-    shard_rng,
-    simulate,
-    split_sizes,
-)
+from activa_ray.data.kinds import intervention_table, kind_is_point_mass
+from activa_ray.data.simulate import SPLITS, check_data_config, shard_rng, simulate, split_sizes
 
 # Object store cap when this module starts Ray itself: tasks return counts, not data.
 OBJECT_STORE_BYTES = 256 * 1024**2

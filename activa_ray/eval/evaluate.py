@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import activa_ray
 from activa_ray.data.format import read_manifest, read_shard, shard_paths
+from activa_ray.data.kinds import kind_is_point_mass
 from activa_ray.eval.aggregate import Totals
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.figures import evaluation_figures
@@ -64,7 +65,7 @@ def _data_settings(manifest: dict, data_dir: Path) -> tuple[bool, float, int]:
     d = manifest.get("d", config.get("d"))
     if kind is None or d is None:
         raise EvaluationError(f"{data_dir / 'manifest.json'}: no 'kind' / 'd' entries; rerun jobs/generate.py")
-    point_mass = bool(manifest.get("point_mass_interventions", kind == "sergio"))
+    point_mass = bool(manifest.get("point_mass_interventions", kind_is_point_mass(kind)))
     jitter_var = float((config.get("linear") or {}).get("jitter_var", 0.1))
     return point_mass, jitter_var, int(d)
 

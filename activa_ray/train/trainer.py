@@ -98,7 +98,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
 
 def export_model(cfg: Config, run_dir: Path) -> Path:
     """Turn the latest checkpoint into RUN_DIR/export (weights + config), loadable without Ray."""
-    from activa_ray.data.simulate import intervention_table
+    from activa_ray.data.kinds import intervention_table
     from activa_ray.model.activa import Activa
     from activa_ray.model.io import save_model
 
