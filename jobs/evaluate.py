@@ -23,7 +23,7 @@ from activa_ray.data.format import ShardError
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.evaluate import ACTIVA, EvaluationError, evaluate
 from activa_ray.model.io import ModelFileError
-from activa_ray.train.wandb_logging import init_run
+from activa_ray.logging import init_run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,7 +156,7 @@ def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3
 
 def log_figures(cfg: Config, run_dir: Path, figures: list[Path]) -> None:
     """Attach the figures to the run's W&B run (the same id, resumed), when W&B is on."""
-    from activa_ray.train.wandb_logging import init_run
+    from activa_ray.logging import init_run
 
     run = init_run(cfg, run_dir)
     if run is None:

@@ -27,7 +27,7 @@ from activa_ray.train.step import (
     streamed_examples,
     torch_threads,
 )
-from activa_ray.train.wandb_logging import init_run
+from activa_ray.logging import init_run
 
 CHECKPOINT_DIR_PREFIX = "step_"
 
