@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from activa_ray.config import DataConfig, to_dict
 from activa_ray.data.kinds import KINDS
+from activa_ray.io_utils import atomic_path
 
 SCHEMA_VERSION = 1
 METADATA_KEY = b"activa_ray"
@@ -143,19 +144,16 @@ def table_to_batch(table: pa.Table, source: str) -> dict:
 def write_shard(path: str | os.PathLike, table: pa.Table) -> None:
     """Write `table` to `path` (temporary name in the same folder, then rename). The writer
     settings are fixed, so the same table gives the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(
-        table,
-        tmp,
-        compression="zstd",
-        compression_level=1,  # ~15% smaller than raw float32 at about the speed of no compression
-        use_dictionary=["kind", "var_names"],
-        write_statistics=["model_id"],
-        write_page_checksum=True,  # read_shard verifies them: flipped bits become a clear error
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            compression_level=1,  # ~15% smaller than raw float32 at about the speed of no compression
+            use_dictionary=["kind", "var_names"],
+            write_statistics=["model_id"],
+            write_page_checksum=True,  # read_shard verifies them: flipped bits become a clear error
+        )
 
 
 def shard_metadata(path: Path) -> dict:
@@ -237,12 +235,6 @@ def shard_paths(root: str | os.PathLike, split: str) -> list[Path]:
         if not path.is_file():
             raise ShardError(f"{path}: shard listed in the manifest is missing")
     return paths
-
-
-def write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def config_differences(old: dict, new: dict, prefix: str = "data") -> list[str]:

@@ -33,11 +33,11 @@ from activa_ray.data.format import (
     read_manifest,
     shard_metadata,
     shard_path,
-    write_json,
     write_shard,
 )
 from activa_ray.data.kinds import intervention_table, kind_is_point_mass
 from activa_ray.data.simulate import SPLITS, check_data_config, shard_rng, simulate, split_sizes
+from activa_ray.io_utils import atomic_write_text
 
 # Object store cap when this module starts Ray itself: tasks return counts, not data.
 OBJECT_STORE_BYTES = 256 * 1024**2
@@ -169,6 +169,10 @@ def _manifest(cfg: Config, plans: list[_ShardPlan], edges: dict[tuple[str, int],
     }
 
 
+def _write_manifest(root: Path, manifest: dict) -> None:
+    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+
+
 def generate(
     cfg: Config,
     out_dir: str | os.PathLike,
@@ -192,7 +196,7 @@ def generate(
     root = Path(out_dir)
     _prepare_directory(root, cfg.data, overwrite)
     plans = _plan(cfg.data)
-    write_json(root / "manifest.json", _manifest(cfg, plans, {}, complete=False))
+    _write_manifest(root, _manifest(cfg, plans, {}, complete=False))
 
     edges: dict[tuple[str, int], int] = {}
     todo = []
@@ -230,5 +234,5 @@ def generate(
             ray.shutdown()
 
     manifest = _manifest(cfg, plans, edges, complete=True)
-    write_json(root / "manifest.json", manifest)
+    _write_manifest(root, manifest)
     return manifest

@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,8 +33,9 @@ from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.figures import evaluation_figures
 # predict_samples is imported by name from here by bench/bench_eval.py and train/trainer.py.
 from activa_ray.eval.pairs import EvaluationError, flatten_pairs, predict_samples  # noqa: F401
-from activa_ray.eval.report import markdown_report, results_csv_rows, write_csv, write_json, write_text
+from activa_ray.eval.report import markdown_report, results_csv_rows, write_csv, write_json
 from activa_ray.eval.shard import ACTIVA, FLOOR, Methods, activa_name, evaluate_shard
+from activa_ray.io_utils import atomic_write_text
 from activa_ray.model.io import load_model
 from activa_ray.predict.predictor import warn_if_other_d
 
@@ -204,7 +204,7 @@ def _write_tables(
     def shown(table: dict) -> dict:
         return {name: value for name, value in table.items() if name != duplicate}
 
-    write_text(out_dir / "results.md", markdown_report(
+    atomic_write_text(out_dir / "results.md", markdown_report(
         shown(results), {role: shown(t) for role, t in by_role.items()}, labels, totals.failures,
         shown(timing_ms), header,
     ))

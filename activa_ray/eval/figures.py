@@ -18,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from activa_ray.io_utils import atomic_path  # noqa: E402
+
 OBS_COLOR = "#40c4b0"  # turquoise, as in the paper
 CONDITION_COLORS = ("#1f4fbf", "#8c5a2b")  # do(X) blue, do(Y) brown
 METHOD_COLORS = ("black", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
@@ -25,16 +27,12 @@ METHOD_COLORS = ("black", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Write the PNG under a temporary name, then rename; close the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def figure2(
