@@ -1,6 +1,6 @@
-"""SERGIO steady-state single-cell expression with gene knockouts (spec/sergio.md).
+"""SERGIO steady-state single-cell expression with gene knockouts.
 
-Written from the SERGIO paper (Dibaeinia & Sinha 2020) and the project's specification, in pure
+Written from the SERGIO paper (Dibaeinia & Sinha 2020), in pure
 numpy with an explicit rng, batched over many datasets: all conditions of all datasets of a
 chunk advance through the Euler–Maruyama steps together, one regulatory level at a time.
 
