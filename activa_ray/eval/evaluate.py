@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -90,6 +91,22 @@ def _model_batches(
         bar.update(models)
 
 
+@dataclass
+class _Run:
+    """What one evaluation reads and reports on (the methods' own settings live in `Methods`)."""
+
+    model_dir: str | os.PathLike
+    meta: dict
+    data_dir: Path
+    out_dir: Path
+    split: str
+    manifest: dict
+    d: int
+    default_prior_samples: int
+    permutations: int
+    seed: int
+
+
 def evaluate(
     model_dir: str | os.PathLike,
     data_dir: str | os.PathLike,
@@ -125,6 +142,7 @@ def evaluate(
     warn_if_other_d(d, (meta.get("data") or {}).get("d"), f"the data ({data_dir}, split {split})")
     runner = Methods(model, counts, baselines, point_mass, jitter_var, batch_size, permutations, ray_tasks,
                      torch_device).seed(seed)
+    run = _Run(model_dir, meta, data_dir, out_dir, split, manifest, d, default_prior_samples, permutations, seed)
 
     totals = Totals(figure_models)
     listed = (manifest.get("splits", {}).get(split) or {}).get("models")
@@ -137,54 +155,72 @@ def evaluate(
     bar.close()
     if totals.pairs == 0:
         raise EvaluationError(f"split {split!r} of {data_dir} holds no models to evaluate")
+    return _report(run, runner, totals, wandb_run)
 
+
+def _report(run: _Run, runner: Methods, totals: Totals, wandb_run: Any) -> dict:
+    """Summarise the totals, write every output file, log to W&B; the value `evaluate` returns."""
     # The default S is reported again as plain `activa`.
-    totals.alias(ACTIVA, activa_name(default_prior_samples))
-    order = [ACTIVA] + [activa_name(s) for s in counts] + baselines + ([FLOOR] if totals.has_floor else [])
+    totals.alias(ACTIVA, activa_name(run.default_prior_samples))
+    order = [ACTIVA] + [activa_name(s) for s in runner.counts] + runner.baselines
+    order += [FLOOR] if totals.has_floor else []
     arrays = totals.arrays(order)
     results, by_role = totals.tables(arrays)
     timing_ms = totals.timing_ms(order)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    header = {
-        "model": str(Path(model_dir).resolve()),
-        "data": f"{data_dir.resolve()} (split {split}, kind {manifest.get('kind')}, d={d})",
-        "pairs": f"{totals.pairs} (model, condition) pairs",
-        "samples per pair": totals.samples_per_pair,
-        "permutations": permutations,
-        "seed": seed,
-    }
-    if not totals.has_floor:
-        header["noise floor"] = f"not available: split {split!r} has no int_ref"
-    _write_tables(out_dir, results, by_role, totals, timing_ms, header, counts, default_prior_samples)
-    write_csv(out_dir / "per_pair.csv", *totals.per_pair_rows(arrays))
-    figure_paths = evaluation_figures(out_dir / "figures", totals.kept, d, activa_name(default_prior_samples))
-    info = {
-        "package_version": activa_ray.__version__,
-        "model_dir": str(model_dir),
-        "model_meta": meta,
-        "data_dir": str(data_dir),
-        "split": split,
-        "kind": manifest.get("kind"),
-        "d": d,
-        "pairs": totals.pairs,
-        "samples_per_pair": totals.samples_per_pair,
-        "prior_samples": counts,
-        "default_prior_samples": default_prior_samples,
-        "methods": order,
-        "permutations": permutations,
-        "seed": seed,
-        "point_mass": point_mass,
-        "jitter_var": jitter_var,
-        "failures": totals.failures,
-        "errors": {name: msgs[:20] for name, msgs in totals.errors.items() if msgs},
-        "timing_ms_per_pair": timing_ms,
-        "figures": [str(p.relative_to(out_dir)) for p in figure_paths],
-    }
-    write_json(out_dir / "run_info.json", info)
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    _write_tables(run.out_dir, results, by_role, totals, timing_ms, _header(run, totals), runner.counts,
+                  run.default_prior_samples)
+    write_csv(run.out_dir / "per_pair.csv", *totals.per_pair_rows(arrays))
+    figure_paths = evaluation_figures(run.out_dir / "figures", totals.kept, run.d,
+                                      activa_name(run.default_prior_samples))
+    info = _run_info(run, runner, totals, order, timing_ms, figure_paths)
+    write_json(run.out_dir / "run_info.json", info)
     if wandb_run is not None:
         _log_wandb(wandb_run, results, by_role, timing_ms, figure_paths)
     return {"results": results, "by_role": by_role, "failures": totals.failures, "timing_ms": timing_ms,
             "pairs": totals.pairs, "info": info}
+
+
+def _header(run: _Run, totals: Totals) -> dict:
+    """The lines atop results.md."""
+    header = {
+        "model": str(Path(run.model_dir).resolve()),
+        "data": f"{run.data_dir.resolve()} (split {run.split}, kind {run.manifest.get('kind')}, d={run.d})",
+        "pairs": f"{totals.pairs} (model, condition) pairs",
+        "samples per pair": totals.samples_per_pair,
+        "permutations": run.permutations,
+        "seed": run.seed,
+    }
+    if not totals.has_floor:
+        header["noise floor"] = f"not available: split {run.split!r} has no int_ref"
+    return header
+
+
+def _run_info(run: _Run, runner: Methods, totals: Totals, order: list[str], timing_ms: dict,
+              figure_paths: list[Path]) -> dict:
+    """run_info.json: what was evaluated, how, and what failed."""
+    return {
+        "package_version": activa_ray.__version__,
+        "model_dir": str(run.model_dir),
+        "model_meta": run.meta,
+        "data_dir": str(run.data_dir),
+        "split": run.split,
+        "kind": run.manifest.get("kind"),
+        "d": run.d,
+        "pairs": totals.pairs,
+        "samples_per_pair": totals.samples_per_pair,
+        "prior_samples": runner.counts,
+        "default_prior_samples": run.default_prior_samples,
+        "methods": order,
+        "permutations": run.permutations,
+        "seed": run.seed,
+        "point_mass": runner.point_mass,
+        "jitter_var": runner.jitter_var,
+        "failures": totals.failures,
+        "errors": {name: msgs[:20] for name, msgs in totals.errors.items() if msgs},
+        "timing_ms_per_pair": timing_ms,
+        "figures": [str(p.relative_to(run.out_dir)) for p in figure_paths],
+    }
 
 
 def _write_tables(
