@@ -173,6 +173,24 @@ def _write_manifest(root: Path, manifest: dict) -> None:
     atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
+def _write_with_ray(data_cfg: DataConfig, root: Path, todo: list[_ShardPlan], parallel: int,
+                    edges: dict[tuple[str, int], int], bar) -> None:
+    """Write the shards of `todo` as Ray tasks, at most `parallel` at a time; record each one's edges."""
+    import ray  # imported here, as in generate: the format and the plans need no Ray
+
+    write_task = ray.remote(num_cpus=1)(write_planned_shard)
+    queue = list(reversed(todo))
+    pending: dict = {}
+    while queue or pending:
+        while queue and len(pending) < parallel:
+            plan = queue.pop()
+            pending[write_task.remote(data_cfg, plan, str(shard_path(root, plan.split, plan.index)))] = plan
+        (done,), _ = ray.wait(list(pending), num_returns=1)
+        plan = pending.pop(done)
+        edges[(plan.split, plan.index)] = ray.get(done)
+        bar.update(1)
+
+
 def generate(
     cfg: Config,
     out_dir: str | os.PathLike,
@@ -187,6 +205,7 @@ def generate(
     Uses the running Ray instance if there is one (at most `num_cpus` shards at a time),
     otherwise starts one with `num_cpus` CPUs and a capped object store, and stops it after.
     """
+    # Imported here: Ray is slow to import, and reading shards (format.py) never needs it.
     import ray
     from tqdm import tqdm
 
@@ -216,18 +235,7 @@ def generate(
         bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
         if todo:
             parallel = num_cpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
-            write_task = ray.remote(num_cpus=1)(write_planned_shard)
-            queue = list(reversed(todo))
-            pending: dict = {}
-            while queue or pending:
-                while queue and len(pending) < parallel:
-                    plan = queue.pop()
-                    ref = write_task.remote(cfg.data, plan, str(shard_path(root, plan.split, plan.index)))
-                    pending[ref] = plan
-                (done,), _ = ray.wait(list(pending), num_returns=1)
-                plan = pending.pop(done)
-                edges[(plan.split, plan.index)] = ray.get(done)
-                bar.update(1)
+            _write_with_ray(cfg.data, root, todo, parallel, edges, bar)
         bar.close()
     finally:
         if started_ray:
