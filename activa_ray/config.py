@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from activa_ray.data.kinds import model_fit_problems
 from activa_ray.model.config import ModelConfig, check_model_config
 from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, Range, range_problems
 
@@ -285,25 +286,14 @@ def validate(cfg: Config) -> Config:
     here also passes there.
     """
     # Imported here: the simulators import this module for the config classes.
-    from activa_ray.data.simulate import check_data_config, intervention_table, kind_is_point_mass
+    from activa_ray.data.simulate import check_data_config
 
     check_data_config(cfg.data)
     train = cfg.train
     problems = check_model_config(cfg.model) + range_problems(train, "train") + range_problems(cfg.eval, "eval")
     if train.workers >= 1 and train.batch_size % train.workers:
         problems.append(f"train.batch_size={train.batch_size}: must be a multiple of train.workers={train.workers}")
-    # The data's value_index indexes the model's table of values: the two must be the same list.
-    table = intervention_table(cfg.data)
-    if [float(v) for v in cfg.model.intervention_values] != table:
-        source = "knockouts of data.kind=sergio" if cfg.data.kind == "sergio" else "data.linear.intervention_values"
-        problems.append(
-            f"model.intervention_values={cfg.model.intervention_values}: must be {table}, the data's values ({source})"
-        )
-    if cfg.model.point_mass_interventions != kind_is_point_mass(cfg.data.kind):
-        problems.append(
-            f"model.point_mass_interventions={cfg.model.point_mass_interventions}: must be "
-            f"{kind_is_point_mass(cfg.data.kind)} for data.kind={cfg.data.kind}"
-        )
+    problems += model_fit_problems(cfg.model, cfg.data)
     if cfg.data.source == "shards" and not cfg.data.dir:
         problems.append("data.source=shards: needs data.dir, the root written by jobs/generate.py")
     if problems:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Sequence
 
 from activa_ray.config import Config, load_config
-
-METHODS = ("baseline", "no_effect", "oracle_graph", "lingam", "ges_mec")
+from activa_ray.data.kinds import kind_of
 
 
 def evaluation_methods(cfg: Config) -> tuple[str, ...]:
-    """Linear kinds get every baseline; SERGIO has no linear mechanisms to fit, so only the model-free ones."""
-    return METHODS if cfg.data.kind.startswith("linear") else ("baseline", "no_effect")
+    """The baselines that apply to the data's kind (SERGIO has no linear mechanisms to fit)."""
+    return kind_of(cfg.data.kind).baselines
 
 
 def run_experiment(
@@ -29,7 +28,7 @@ def run_experiment(
     max_models: int | None = None,
     num_cpus: int | None = None,
 ) -> dict[str, Path]:
-    from activa_ray.data.shards import generate
+    from activa_ray.data.generate import generate
     from activa_ray.eval.evaluate import evaluate
     from activa_ray.cluster import connect_or_start
     from activa_ray.train.trainer import run_training

@@ -65,7 +65,7 @@ def baselines_d8() -> dict:
     from activa_ray.config import DataConfig
     from activa_ray.data.simulate import simulate
     from activa_ray.eval.baselines import BASELINES
-    from activa_ray.eval.evaluate import flatten_pairs, predict_samples
+    from activa_ray.eval.pairs import flatten_pairs, predict_samples
     from activa_ray.model.activa import Activa
     from activa_ray.model.config import PRESETS
 

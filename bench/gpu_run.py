@@ -574,7 +574,7 @@ def load_init(path: str, model, optimizer, cfg) -> None:
 
 def export(model, cfg, out: Path, meta: dict) -> float:
     from activa_ray.config import to_dict
-    from activa_ray.data.simulate import intervention_table
+    from activa_ray.data.kinds import intervention_table
     from activa_ray.model.io import save_model
 
     start = time.perf_counter()

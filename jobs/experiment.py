@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from activa_ray.config import ConfigError, load_config
-from activa_ray.data.shards import ShardError
+from activa_ray.data.format import ShardError
 from activa_ray.eval.evaluate import EvaluationError
 from activa_ray.experiment import run_experiment
 

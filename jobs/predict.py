@@ -6,21 +6,15 @@ Writes OUT/samples.csv (.parquet when the input is Parquet; the input's columns)
 (per variable: mean, std, 5/50/95% quantiles, the effect summary; the mixture weights) and
 OUT/marginals.png (observational vs predicted interventional marginals), and prints the effect
 summary. The outputs are written to a temporary folder and moved into OUT only when all three
-exist, so an error leaves OUT as it was. Any error: one line on stderr, exit status 1.
+exist, so an error leaves OUT as it was (activa_ray/predict/outputs.py). Any error: one line on
+stderr, exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
-import tempfile
-import warnings
 from pathlib import Path
-
-OUTPUT_FILES = ("summary.json", "marginals.png")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -40,52 +34,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> tuple[str, list[str]]:
-    """Predict and write the outputs; returns the printed effect summary and the warnings raised."""
-    from activa_ray.predict import PredictError, load, read_table
+    """Check the flags, predict and write the outputs; returns the effect summary and the warnings raised."""
+    # Imported here: --help and a mistyped flag answer at once, without loading torch.
+    from activa_ray.predict import PredictError, predict_to_folder
 
     if args.samples < 1:
         raise PredictError(f"--samples must be >= 1; got {args.samples}")
     if args.prior_samples < 1:
         raise PredictError(f"--prior-samples must be >= 1; got {args.prior_samples}")
-    data_path = Path(args.data)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise PredictError(f"--out {out}: exists and is not a directory")
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = read_table(data_path)
-        predictor = load(args.model, device=args.device)
-        target = args.target[0] if len(args.target) == 1 else args.target
-        prediction = predictor.predict(table, target, args.value, prior_samples=args.prior_samples, seed=args.seed)
-    messages = list(dict.fromkeys(str(warning.message) for warning in caught))
-
-    samples = prediction.sample(args.samples, seed=args.seed)
-    summary = prediction.summary(samples)
-    summary.update({"model": str(args.model), "data": str(data_path), "samples": args.samples,
-                    "seed": args.seed, "warnings": messages})
-    samples_name = "samples.parquet" if data_path.suffix.lower() in (".parquet", ".pq") else "samples.csv"
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would otherwise become OUT's mode
-    try:
-        if samples_name.endswith(".parquet"):
-            samples.to_parquet(staging / samples_name, index=False)
-        else:
-            samples.to_csv(staging / samples_name, index=False)
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        prediction.plot_marginals(staging / "marginals.png", samples)
-        if not out.exists():
-            os.replace(staging, out)
-        else:
-            for name in (samples_name, *OUTPUT_FILES):
-                os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return prediction.format_effects(), messages
+    return predict_to_folder(args.model, args.data, args.target, out, value=args.value, samples=args.samples,
+                             prior_samples=args.prior_samples, seed=args.seed, device=args.device)
 
 
 def one_line(error: BaseException) -> str:
@@ -105,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for message in messages:
         print(f"warning: {message}", file=sys.stderr)
     print(report)
-    print(f"wrote {args.out}/: samples, summary.json, marginals.png")
+    print(f"wrote {Path(args.out)}/: samples, summary.json, marginals.png")  # Path drops a trailing slash
     return 0
 
 

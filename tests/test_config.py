@@ -50,10 +50,12 @@ SERGIO = ["data.kind=sergio", "model.intervention_values=[0.0]", "model.point_ma
         (["data.linear.weight_low=3"], r"^data\.linear\.weight_low=3\.0: must be <= data\.linear\.weight_high=2\.0$"),
         (["data.linear.targets_per_intervention=3"], r"targets_per_intervention=3: must be <= data\.d=2"),
         (["data.linear.intervention_values=[1.0, 2.0]"],
-         r"^model\.intervention_values=\[5\.0\]: must be \[1\.0, 2\.0\], the data's values"),
+         r"^model\.intervention_values=\[5\.0\]: must be \[1\.0, 2\.0\] \(data\.linear\.intervention_values\)$"),
         (["model.point_mass_interventions=true"], r"^model\.point_mass_interventions=True: must be False"),
         (SERGIO + ["data.d=5000"], r"^data\.d=5000: must be in \[1, \d+\] for the ecoli network"),
         (SERGIO + ["data.sergio.basal_low=2"], r"^data\.sergio\.basal_low=2\.0: must be <= data\.sergio\.basal_high"),
+        (["data.kind=sergio"], r"^model\.intervention_values=\[5\.0\]: must be \[0\.0\] \(the values of data\.kind=sergio\); "
+                               r"model\.point_mass_interventions=False: must be True for data\.kind=sergio$"),
     ],
 )
 def test_bad_overrides_name_the_key(overrides, message):

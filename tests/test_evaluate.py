@@ -13,16 +13,13 @@ import pytest
 import torch
 
 from activa_ray.config import DataConfig, load_config
-from activa_ray.data.shards import ShardError, generate, read_shard, shard_paths
+from activa_ray.data.format import ShardError, read_shard, shard_paths
+from activa_ray.data.generate import generate
 from activa_ray.data.simulate import simulate
-from activa_ray.eval.evaluate import (
-    EvaluationError,
-    cli,
-    descendant_masks,
-    evaluate,
-    role_metrics,
-    validation_metrics,
-)
+from activa_ray.eval.evaluate import EvaluationError, evaluate
+from activa_ray.eval.pairs import descendant_masks
+from activa_ray.eval.shard import role_metrics
+from activa_ray.eval.validation import validation_metrics
 from activa_ray.eval.metrics import all_metrics
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
@@ -162,7 +159,8 @@ def test_validation_metrics_on_an_in_memory_batch() -> None:
 
 
 @pytest.mark.ray  # the shard directory is written by Ray tasks
-def test_cli_writes_the_report_and_names_bad_inputs(shard_dir: Path, model_dir: Path, tmp_path: Path, capsys) -> None:
+def test_cli_writes_the_report_and_names_bad_inputs(shard_dir: Path, model_dir: Path, tmp_path: Path, capsys, load_job) -> None:
+    cli = load_job("evaluate").main
     out = tmp_path / "cli"
     code = cli(["--model", str(model_dir), "--data", str(shard_dir), "--out", str(out), "--prior-samples", "1",
                 "--max-models", "2", "--permutations", "5", "--figure-models", "0", "--no-progress", "--wandb", "offline"])
@@ -210,3 +208,13 @@ def test_bad_inputs_raise_clear_errors(shard_dir: Path, model_dir: Path, tmp_pat
     with pytest.raises(EvaluationError, match="holds no models"):
         evaluate(model_dir, empty, out, progress=False)
     assert not (out / "results.json").exists()  # nothing half-written
+
+
+@pytest.mark.ray  # the shard directory is written by Ray tasks
+def test_a_model_trained_at_another_d_is_evaluated_with_a_warning(shard_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = save_model(Activa(TINY), tmp_path / "d3", {"data": {"d": 3}})
+    with pytest.warns(UserWarning, match=r"has d = 2 variables; the model was trained on d = 3"):
+        outcome = evaluate(model, shard_dir, tmp_path / "out", prior_samples=(1,), max_models=1, permutations=5,
+                           figure_models=0, progress=False)
+    assert outcome["pairs"] == 2

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from activa_ray.config import load_config
-from activa_ray.experiment import METHODS, run_experiment
+from activa_ray.data.kinds import ALL_BASELINES
+from activa_ray.experiment import run_experiment
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ def test_smoke_experiment_writes_every_table(ray_cluster, tmp_path):
     ])
     outputs = run_experiment(cfg, tmp_path, max_models=4)
     results = json.loads((outputs["eval"] / "results.json").read_text())
-    assert set(results) >= {"activa", "activa_s1", "activa_s50", "floor", *METHODS}
+    assert set(results) >= {"activa", "activa_s1", "activa_s50", "floor", *ALL_BASELINES}
     for method in results:
         assert set(results[method]) >= {"mmd", "wsd", "erg", "perm_pass"}
     by_role = json.loads((outputs["eval"] / "results_by_role.json").read_text())

@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 
 from activa_ray.config import load_config
-from activa_ray.data.shards import (
-    ShardError,
-    generate,
-    generate_cli,
-    read_manifest,
-    read_shard,
-    shard_paths,
-)
+from activa_ray.data.format import ShardError, read_manifest, read_shard, shard_paths
+from activa_ray.data.generate import generate
 
 pytestmark = pytest.mark.ray
 
@@ -126,11 +120,14 @@ def test_manifest_errors_name_the_file(written, tmp_path):
         shard_paths(copy, "train")
 
 
-def test_cli_writes_data_and_reports_errors_in_one_line(ray_cluster, tmp_path, capsys):
+def test_cli_writes_data_and_reports_errors_in_one_line(ray_cluster, tmp_path, capsys, load_job):
+    generate_cli = load_job("generate").main
     out = tmp_path / "cli"
     code = generate_cli(["--config", "configs/smoke.yaml", "--out", str(out), "--no-progress", *TINY])
     assert code == 0
-    assert str(out) in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert str(out) in printed
+    assert "train 36 models in 5 shards, val 4 models in 1 shard, test 4 models in 1 shard;" in printed
     assert read_manifest(out)["complete"]
 
     for args, message in [

@@ -1,4 +1,4 @@
-"""The shipped GRNs and the modularity-greedy subgraph sampler."""
+"""The shipped GRNs and the modularity-greedy subgraph sampler (activa_ray/data/grn.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from scipy.sparse.csgraph import connected_components
 
 from activa_ray.config import ConfigError
+from activa_ray.data.graphs import is_acyclic
 from activa_ray.data.grn import (
     NETWORK_DIR,
     NETWORK_FILES,
@@ -22,19 +23,6 @@ def source_edges(name: str) -> set[tuple[str, str]]:
     """The network file's edges, read independently of load_network."""
     lines = (NETWORK_DIR / NETWORK_FILES[name]).read_text().splitlines()
     return {tuple(line.split("\t")[:2]) for line in lines if line.strip()}
-
-
-def is_acyclic(graph: np.ndarray) -> bool:
-    """Kahn's algorithm: a digraph is acyclic iff repeatedly removing sources empties it."""
-    remaining = graph.astype(bool).copy()
-    alive = np.ones(len(graph), dtype=bool)
-    while alive.any():
-        sources = alive & ~remaining[alive].any(axis=0)
-        if not sources.any():
-            return False
-        alive &= ~sources
-        remaining[sources] = False
-    return True
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,7 @@ from torch.distributions import Categorical, MixtureSameFamily, MultivariateNorm
 from activa_ray.model.mixture import GaussianMixture, isolate_pinned
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is faster, and immune to oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def random_scale_tril(generator: torch.Generator, *shape: int) -> torch.Tensor:

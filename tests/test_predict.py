@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -70,16 +69,9 @@ def example() -> pd.DataFrame:
     return pd.read_csv(EXAMPLE)
 
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location("predict_job", ROOT / "jobs" / "predict.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def cli():
-    return load_cli()
+def cli(load_job):
+    return load_job("predict")
 
 
 # ----- the shipped example --------------------------------------------------------------
@@ -396,7 +388,8 @@ def test_cli_end_to_end_csv(cli, model_dir, tmp_path, capsys):
     assert "gene_3 (target)" in printed.out and "P(no effect)" in printed.out
     # Same seed, same samples: a rerun into the existing folder replaces the files identically.
     assert run_cli(cli, "--model", model_dir, "--data", EXAMPLE, "--target", "gene_3", "--samples", 300,
-                   "--prior-samples", 8, "--seed", 4, "--out", out) == 0
+                   "--prior-samples", 8, "--seed", 4, "--out", f"{out}/") == 0
+    assert f"wrote {out}/: samples" in capsys.readouterr().out  # one slash, however --out was spelled
     pd.testing.assert_frame_equal(pd.read_csv(out / "samples.csv"), samples)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
@@ -459,6 +452,12 @@ def test_cli_bad_input_one_line_and_nothing_written(cli, model_dir, tmp_path, ca
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p for p in ("obs.csv", "empty_model") if (tmp_path / p).exists())
+
+
+def test_importing_predict_leaves_matplotlib_unloaded():
+    """Predict starts cheaply: matplotlib loads only when a plot is drawn."""
+    code = "import sys, activa_ray.predict; sys.exit('matplotlib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_cli_as_a_script_exits_non_zero_with_one_line(model_dir, tmp_path):

@@ -9,14 +9,8 @@ from scipy import stats
 from activa_ray.config import ConfigError, DataConfig, LinearSCMConfig
 from activa_ray.data.graphs import is_acyclic
 from activa_ray.data.scm import simulate_linear
-from activa_ray.data.simulate import (
-    check_data_config,
-    intervention_table,
-    shard_seed,
-    simulate,
-    split_sizes,
-    stream_rng,
-)
+from activa_ray.data.kinds import intervention_table
+from activa_ray.data.simulate import check_data_config, shard_seed, simulate, split_sizes, stream_rng
 
 
 def descendants(graph: np.ndarray) -> np.ndarray:

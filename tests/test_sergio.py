@@ -1,4 +1,4 @@
-"""SERGIO with knockouts: dynamics, knockouts, parameter ranges, schema, errors."""
+"""SERGIO with knockouts (activa_ray/data/sergio.py): dynamics, knockouts, parameter ranges, schema, errors."""
 
 from __future__ import annotations
 

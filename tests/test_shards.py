@@ -8,7 +8,7 @@ import pytest
 from activa_ray.config import LinearSCMConfig
 from activa_ray.data.examples import explode, iter_examples
 from activa_ray.data.scm import simulate_linear
-from activa_ray.data.shards import ShardError, batch_to_table, read_shard, table_to_batch, write_shard
+from activa_ray.data.format import ShardError, batch_to_table, read_shard, table_to_batch, write_shard
 
 
 def make_batch(n_models=6, d=3, n_samples=5, with_ref=True, seed=0):

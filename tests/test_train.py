@@ -160,7 +160,7 @@ def test_two_node_local_cluster_trains(tmp_path):
 
 
 def test_training_from_shards_through_ray_data(ray_cluster, tmp_path):
-    from activa_ray.data.shards import generate
+    from activa_ray.data.generate import generate
 
     data_cfg = tiny(f"data.dir={tmp_path / 'data'}")
     generate(data_cfg, tmp_path / "data", progress=False)

@@ -9,28 +9,15 @@ A streamed training model therefore never repeats a test model, on any cluster.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from activa_ray.config import ConfigError, DataConfig
+from activa_ray.data.kinds import kind_of
 from activa_ray.ranges import low_high_problems, range_problems
 
 SPLITS = ("train", "val", "test")
 _SPAWN_PREFIX = {"train": 0, "val": 1, "test": 2}
 _STREAM_PREFIX = 3
-
-
-def kind_is_point_mass(kind: str) -> bool:
-    """True where interventions set the target to exactly the value (SERGIO knockouts)."""
-    return kind == "sergio"
-
-
-def intervention_table(data_cfg: DataConfig) -> list[float]:
-    """The nominal intervention values a condition's `value_index` indexes."""
-    if data_cfg.kind == "sergio":
-        return [0.0]
-    return [float(v) for v in data_cfg.linear.intervention_values]
 
 
 def check_data_config(data_cfg: DataConfig) -> None:
@@ -45,6 +32,28 @@ def check_data_config(data_cfg: DataConfig) -> None:
             check_config(data_cfg.sergio, data_cfg.d)
     else:
         problems += low_high_problems(linear, "data.linear", ("weight", "beta_param"))
+    """Raise ConfigError naming the field for values the simulators cannot use."""
+    linear, kind = data_cfg.linear, kind_of(data_cfg.kind)
+    problems = []
+    if data_cfg.n_models < 1:
+        problems.append(f"data.n_models must be >= 1, got {data_cfg.n_models}")
+    if data_cfg.models_per_shard < 1:
+        problems.append(f"data.models_per_shard must be >= 1, got {data_cfg.models_per_shard}")
+    if kind.linear:
+        if not 0.0 <= linear.edge_prob <= 1.0:
+            problems.append(f"data.linear.edge_prob must lie in [0, 1], got {linear.edge_prob}")
+        if not 0.0 <= linear.weight_low <= linear.weight_high:
+            problems.append(
+                "data.linear.weight_low/weight_high must satisfy 0 <= low <= high, "
+                f"got {linear.weight_low}, {linear.weight_high}"
+            )
+        if kind.noise == "gauss" and not linear.noise_std > 0:
+            problems.append(f"data.linear.noise_std must be > 0, got {linear.noise_std}")
+        if kind.noise == "beta" and not 0 < linear.beta_param_low <= linear.beta_param_high:
+            problems.append(
+                "data.linear.beta_param_low/beta_param_high must satisfy 0 < low <= high, "
+                f"got {linear.beta_param_low}, {linear.beta_param_high}"
+            )
         if not linear.intervention_values:
             problems.append("data.linear.intervention_values=[]: must hold at least one value")
         if linear.targets_per_intervention > data_cfg.d:
@@ -59,16 +68,7 @@ def check_data_config(data_cfg: DataConfig) -> None:
 def simulate(data_cfg: DataConfig, rng: np.random.Generator, n_models: int, with_ref: bool = False) -> dict:
     """Simulate `n_models` causal models of `data_cfg.kind` (dict of numpy arrays, see scm.py)."""
     check_data_config(data_cfg)
-    if data_cfg.kind == "sergio":
-        # Imported here: the SERGIO simulator is heavier and optional for linear work.
-        from activa_ray.data.sergio import simulate_sergio
-
-        return simulate_sergio(rng, n_models, data_cfg.d, data_cfg.n_samples, data_cfg.sergio, with_ref)
-    from activa_ray.data.scm import simulate_linear
-
-    noise = "gauss" if data_cfg.kind == "linear-gauss" else "beta"
-    linear = dataclasses.replace(data_cfg.linear, noise=noise)
-    return simulate_linear(rng, n_models, data_cfg.d, data_cfg.n_samples, linear, with_ref)
+    return kind_of(data_cfg.kind).simulate(data_cfg, rng, n_models, with_ref)
 
 
 def split_sizes(data_cfg: DataConfig) -> dict[str, int]:

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from activa_ray.data.graphs import is_acyclic
 from activa_ray.eval.metrics import all_metrics
 
 # Ridge added to fitted covariances, relative to their trace: all-zero genes stay solvable.
@@ -209,19 +210,6 @@ def no_effect(
 # fit a linear SEM on a DAG, simulate the intervention
 
 
-def _is_acyclic(graph: np.ndarray) -> bool:
-    """graph (d, d) with graph[i, j] = edge i -> j."""
-    remaining = graph.astype(bool).copy()
-    alive = np.ones(len(graph), dtype=bool)
-    while alive.any():
-        sources = alive & ~remaining[alive].any(axis=0)
-        if not sources.any():
-            return False
-        alive &= ~sources
-        remaining[sources] = False
-    return True
-
-
 def fit_and_simulate(
     obs: np.ndarray,
     graph: np.ndarray,
@@ -283,7 +271,7 @@ def oracle_graph(
         raise ValueError(f"graph must be (P, d, d) = {(pairs, d, d)}, got {graph.shape}")
     errors = _degenerate(obs)
     for p in range(pairs):
-        if not _is_acyclic(graph[p]):
+        if not is_acyclic(graph[p]):
             errors.setdefault(p, "the given graph has a cycle")
     usable = np.where(np.isin(np.arange(pairs), list(errors)), 0, 1)[:, None, None]
     realised = realised_values(values, n, rng, point_mass, jitter_var)
@@ -340,7 +328,7 @@ def _meek_closure(directed: np.ndarray, undirected: np.ndarray) -> bool:
                     break
             if changed:
                 break
-    return _is_acyclic(directed)
+    return is_acyclic(directed)
 
 
 def mec_dags(cpdag_directed: np.ndarray, cpdag_undirected: np.ndarray, rng: np.random.Generator, max_dags: int = MAX_MEC_DAGS) -> np.ndarray:
@@ -360,7 +348,7 @@ def mec_dags(cpdag_directed: np.ndarray, cpdag_undirected: np.ndarray, rng: np.r
             return
         edges = np.argwhere(np.triu(undirected))
         if len(edges) == 0:
-            if _is_acyclic(directed) and _v_structures(directed, adjacent) == required:
+            if is_acyclic(directed) and _v_structures(directed, adjacent) == required:
                 found.append(directed.astype(np.uint8))
             return
         a, b = edges[0]

@@ -3,6 +3,7 @@
 - `figure2`: the paper's figure 2 for bivariate data: observational samples and the samples
   under do(X) and do(Y) of the truth, the conditional baseline and ACTIVA, in three panels.
 - `marginals`: for any d, each variable's marginal under each condition, truth vs predictions.
+- `evaluation_figures`: both, for the models an evaluation kept.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from activa_ray.io_utils import atomic_path  # noqa: E402
+
 OBS_COLOR = "#40c4b0"  # turquoise, as in the paper
 CONDITION_COLORS = ("#1f4fbf", "#8c5a2b")  # do(X) blue, do(Y) brown
 METHOD_COLORS = ("black", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
@@ -24,16 +27,12 @@ METHOD_COLORS = ("black", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Write the PNG under a temporary name, then rename; close the figure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def figure2(
@@ -128,3 +127,29 @@ def marginals(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def evaluation_figures(folder: Path, kept: list[dict], d: int, activa_default: str) -> list[Path]:
+    """Marginal plots of every kept model; the paper's figure 2 too when d = 2."""
+    written = []
+    for entry in kept:
+        predictions = entry["predictions"]
+        names = np.asarray(entry["var_names"])
+        condition_labels = [f"do({'+'.join(names[t.astype(bool)])}={v:g})" for t, v in zip(entry["targets"], entry["values"])]
+        written.append(marginals(
+            entry["truth"], predictions, folder / f"marginals_model{entry['model_id']}.png",
+            var_names=entry["var_names"], condition_labels=condition_labels, title=f"model {entry['model_id']}",
+        ))
+        targets = entry["targets"].astype(bool)
+        if d != 2 or "baseline" not in predictions:
+            continue
+        # Paper figure 2: the first do(X) and the first do(Y) condition.
+        do_x, do_y = np.flatnonzero(targets[:, 0] & ~targets[:, 1]), np.flatnonzero(targets[:, 1] & ~targets[:, 0])
+        if len(do_x) and len(do_y):
+            chosen = [do_x[0], do_y[0]]
+            written.append(figure2(
+                entry["obs"], entry["truth"][chosen], predictions["baseline"][chosen], predictions[activa_default][chosen],
+                folder / f"figure2_model{entry['model_id']}.png", var_names=entry["var_names"],
+                value=float(entry["values"][chosen[0]]),
+            ))
+    return written

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from activa_ray.io_utils import atomic_write_text
+
 REPORT_METRICS = ("mmd", "wsd", "erg", "perm_pass")
 METRIC_TITLES = {"mmd": "MMD", "wsd": "WSD", "erg": "ERG", "perm_pass": "perm. test pass"}
 PASS_LEVEL = 0.05  # a pair "passes" when the energy test does not reject at this level
@@ -52,17 +54,8 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
-
-
 def write_json(path: str | os.PathLike, content: Any) -> Path:
-    return write_text(path, json.dumps(_json_safe(content), indent=2, allow_nan=False) + "\n")
+    return atomic_write_text(path, json.dumps(_json_safe(content), indent=2, allow_nan=False) + "\n")
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> Path:
@@ -70,7 +63,7 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]])
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    return write_text(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def _cell(stats: Mapping[str, float], digits: int = 3) -> str:

@@ -201,17 +201,6 @@ class Activa(nn.Module):
 
     # ----- training -----
 
-    def forward(
-        self,
-        obs: torch.Tensor,
-        x: torch.Tensor,
-        targets: torch.Tensor,
-        value_index: torch.Tensor,
-        generator: torch.Generator | None = None,
-        prior_nll_weight: float = 0.0,
-    ) -> dict[str, torch.Tensor]:
-        return self.loss(obs, x, targets, value_index, generator, prior_nll_weight)
-
     def loss(
         self,
         obs: torch.Tensor,
@@ -269,6 +258,8 @@ class Activa(nn.Module):
             terms["loss"] = terms["loss"] - prior_nll_weight * prior_log_likelihood.mean()
             terms["prior_nll_per_sample"] = -prior_log_likelihood.mean() / x.shape[1]
         return terms
+
+    forward = loss  # calling the model computes the loss, so a DistributedDataParallel wrapper syncs it
 
     def prior_predictive_log_likelihood(
         self,

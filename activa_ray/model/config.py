@@ -24,7 +24,7 @@ class ModelConfig:
     beta: float = 0.1  # weight of the KL term
     prior_var: float = 0.1  # fixed isotropic variance of each prior component
     encoder_var: float = 0.1  # fixed isotropic variance of q(z | ...)
-    cov_floor: float = 1e-3  # ε in Σ_b = u_b u_bᵀ + ε I
+    cov_floor: float = 1e-3  # ε in Σ_b = u_b u_bᵀ / e + diag(softplus(a_b)) + ε I (the decoder covariance)
     intervention_values: list[float] = field(default_factory=lambda: [5.0])  # the table of values i indexes
     point_mass_interventions: bool = False  # knockouts: targets are exactly the value; left out of the likelihood
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from activa_ray.io_utils import atomic_write_bytes, atomic_write_text
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
 
@@ -31,23 +31,12 @@ class ModelFileError(ValueError):
     """An exported model directory that cannot be loaded; the message names the file and the problem."""
 
 
-def _temporary_path(target: Path) -> Path:
-    # A fresh name, not a file: mkstemp would create it 0600, and the rename would keep that mode;
-    # the writer creates it with the umask's mode, like any other file the user writes.
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-
-
 def state_dict_to_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Write a state dict as safetensors at `path` (temporary name, then rename)."""
     target = Path(path)
     tensors = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state_dict.items()}
-    temporary = _temporary_path(target)
-    try:
-        # Bytes written by Python, not save_file: safetensors creates its files 0600 whatever the umask.
-        temporary.write_bytes(save(tensors))
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    # Bytes written by Python, not save_file: safetensors creates its files 0600 whatever the umask.
+    atomic_write_bytes(target, save(tensors))
 
 
 def safetensors_to_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -59,15 +48,6 @@ def safetensors_to_state_dict(path: str | os.PathLike, device: str | torch.devic
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
-
-
-def _write_json(document: dict[str, Any], path: Path) -> None:
-    temporary = _temporary_path(path)
-    try:
-        temporary.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = None) -> Path:
@@ -82,7 +62,7 @@ def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = 
         raise TypeError(f"meta must be JSON-serialisable: {error}") from None
     directory.mkdir(parents=True, exist_ok=True)
     state_dict_to_safetensors(model.state_dict(), directory / WEIGHTS_FILE)
-    _write_json(document, directory / CONFIG_FILE)
+    atomic_write_text(directory / CONFIG_FILE, json.dumps(document, indent=2, sort_keys=False) + "\n")
     return directory
 
 

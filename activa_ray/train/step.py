@@ -17,7 +17,8 @@ import torch
 
 from activa_ray.config import Config
 from activa_ray.data.examples import explode
-from activa_ray.data.simulate import intervention_table, simulate, stream_rng
+from activa_ray.data.kinds import intervention_table
+from activa_ray.data.simulate import simulate, stream_rng
 from activa_ray.model.activa import Activa, zero_nonfinite_grads
 
 

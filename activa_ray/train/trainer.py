@@ -44,7 +44,7 @@ def default_run_dir(cfg: Config) -> Path:
 
 def check_shard_dir(cfg: Config) -> None:
     """Refuse a shard directory that is missing or holds data of another kind/d/N."""
-    from activa_ray.data.shards import read_manifest
+    from activa_ray.data.format import read_manifest
 
     root = Path(cfg.data.dir)
     if not (root / "manifest.json").is_file():
@@ -101,7 +101,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
 
 def export_model(cfg: Config, run_dir: Path) -> Path:
     """Turn the latest checkpoint into RUN_DIR/export (weights + config), loadable without Ray."""
-    from activa_ray.data.simulate import intervention_table
+    from activa_ray.data.kinds import intervention_table
     from activa_ray.model.activa import Activa
     from activa_ray.model.io import save_model
 
@@ -126,7 +126,7 @@ def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3
     """Predictions of the exported model on a few held-out (test-seed) models, as PNGs."""
     from activa_ray.data.simulate import shard_seed, simulate
     from activa_ray.eval.baselines import conditional_mvn
-    from activa_ray.eval.evaluate import flatten_pairs, predict_samples
+    from activa_ray.eval.pairs import flatten_pairs, predict_samples
     from activa_ray.eval.figures import figure2, marginals
     from activa_ray.model.io import load_model
 
@@ -159,7 +159,7 @@ def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3
 
 def log_figures(cfg: Config, run_dir: Path, figures: list[Path]) -> None:
     """Attach the figures to the run's W&B run (the same id, resumed), when W&B is on."""
-    from activa_ray.train.wandb_logging import init_run
+    from activa_ray.logging import init_run
 
     run = init_run(cfg, run_dir)
     if run is None:

@@ -37,6 +37,7 @@ from activa_ray.config import (
     save_config,
     to_dict,
 )
+from activa_ray.io_utils import atomic_write_text
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 
@@ -230,7 +231,5 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
     summary = {"metric": metric, "mode": mode, "value": best.metrics.get(metric), "params": best_params,
                "checkpoint_path": best.metrics.get("checkpoint_path"), "trial_dir": best.path,
                "trials": len(rows)}
-    tmp = out_dir / "best.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "best.json")
+    atomic_write_text(out_dir / "best.json", json.dumps(summary, indent=2))
     return {"best": summary, "trials": rows, "out_dir": out_dir}

@@ -27,14 +27,14 @@ from activa_ray.train.step import (
     streamed_examples,
     torch_threads,
 )
-from activa_ray.train.wandb_logging import init_run
+from activa_ray.logging import init_run
 
 CHECKPOINT_DIR_PREFIX = "step_"
 
 
 def shard_examples(cfg: Config, n_examples: int, rng: np.random.Generator) -> Iterator[dict]:
     """Endless example batches from this rank's Ray Data shard (every epoch a fresh pass)."""
-    from activa_ray.data.shards import table_to_batch
+    from activa_ray.data.format import table_to_batch
 
     dataset = ray.train.get_dataset_shard("train")
 

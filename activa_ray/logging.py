@@ -1,4 +1,5 @@
-"""Weights & Biases on rank 0: online only with a key (or wandb.mode=online), never a prompt or a hang."""
+"""Weights & Biases for training (rank 0) and the evaluate job: online only with a key (or
+wandb.mode=online), never a prompt or a hang."""
 
 from __future__ import annotations
 
