@@ -24,7 +24,7 @@ def check_data_config(data_cfg: DataConfig) -> None:
     """Raise one ConfigError line naming every data field the simulators cannot use."""
     linear = data_cfg.linear
     problems = range_problems(data_cfg, "data")
-    if data_cfg.kind == "sergio":
+    if not kind_of(data_cfg.kind).linear:
         if not problems:
             # Imported here: the SERGIO simulator is heavier and optional for linear work.
             from activa_ray.data.sergio import check_config
@@ -32,28 +32,6 @@ def check_data_config(data_cfg: DataConfig) -> None:
             check_config(data_cfg.sergio, data_cfg.d)
     else:
         problems += low_high_problems(linear, "data.linear", ("weight", "beta_param"))
-    """Raise ConfigError naming the field for values the simulators cannot use."""
-    linear, kind = data_cfg.linear, kind_of(data_cfg.kind)
-    problems = []
-    if data_cfg.n_models < 1:
-        problems.append(f"data.n_models must be >= 1, got {data_cfg.n_models}")
-    if data_cfg.models_per_shard < 1:
-        problems.append(f"data.models_per_shard must be >= 1, got {data_cfg.models_per_shard}")
-    if kind.linear:
-        if not 0.0 <= linear.edge_prob <= 1.0:
-            problems.append(f"data.linear.edge_prob must lie in [0, 1], got {linear.edge_prob}")
-        if not 0.0 <= linear.weight_low <= linear.weight_high:
-            problems.append(
-                "data.linear.weight_low/weight_high must satisfy 0 <= low <= high, "
-                f"got {linear.weight_low}, {linear.weight_high}"
-            )
-        if kind.noise == "gauss" and not linear.noise_std > 0:
-            problems.append(f"data.linear.noise_std must be > 0, got {linear.noise_std}")
-        if kind.noise == "beta" and not 0 < linear.beta_param_low <= linear.beta_param_high:
-            problems.append(
-                "data.linear.beta_param_low/beta_param_high must satisfy 0 < low <= high, "
-                f"got {linear.beta_param_low}, {linear.beta_param_high}"
-            )
         if not linear.intervention_values:
             problems.append("data.linear.intervention_values=[]: must hold at least one value")
         if linear.targets_per_intervention > data_cfg.d:
