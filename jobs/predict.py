@@ -19,7 +19,9 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="exported model directory (model.safetensors + config.json)")
+    parser.add_argument("--model", required=True,
+                        help="exported model directory (model.safetensors + config.json) or a shipped model's name, "
+                             "e.g. gauss2")
     parser.add_argument("--data", required=True, help="observational table: .csv with a header row, or .parquet")
     parser.add_argument("--target", required=True, action="append",
                         help="column to intervene on; repeat for a multi-target intervention")

@@ -32,3 +32,17 @@ def test_a_shipped_model_loads_by_name_and_beats_the_conditional_baseline_on_its
 def test_an_unknown_name_lists_what_is_shipped():
     with pytest.raises(ModelFileError, match="gauss2"):
         resolve("no-such-model")
+
+
+def test_predict_loads_a_shipped_model_by_name_from_python_and_the_command_line(load_job, tmp_path):
+    from activa_ray.predict import load
+
+    predictor = load("gauss2")
+    assert predictor.model.cfg.embed_dim == 64
+    table = {"x": [0.1, -0.3, 0.5, 0.2], "y": [0.0, 0.4, -0.2, 0.1]}
+    assert set(predictor.predict(table, target="x", value=5.0, seed=0).sample(10, seed=0)) == {"x", "y"}
+    csv = tmp_path / "obs.csv"
+    csv.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in zip(table["x"], table["y"])) + "\n")
+    assert load_job("predict").main(["--model", "gauss2", "--data", str(csv), "--target", "x", "--value", "5",
+                                "--out", str(tmp_path / "pred")]) == 0
+    assert (tmp_path / "pred" / "samples.csv").is_file()

@@ -29,11 +29,8 @@ SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_models_on_one_thread(one_thread):
+    """Every test here trains tiny models (conftest's one_thread)."""
 
 
 def test_bf16_cpu_attention_path_matches_fp32_attention():

@@ -23,6 +23,7 @@ from activa_ray.model.activa import Activa
 from activa_ray.model.io import ModelFileError, load_model
 from activa_ray.predict.prediction import Prediction
 from activa_ray.predict.tables import PredictError, as_table
+from activa_ray.pretrained import resolve
 
 # The data's mean |x| or std this many times above or below the training data's triggers a warning.
 SCALE_FACTOR = 5.0
@@ -213,11 +214,13 @@ class Predictor:
         return self.predict_many(obs_table, [(target, value)], prior_samples, seed, columns)[0]
 
 
-def load(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
-    """Load an exported model directory (model.safetensors + config.json) as a Predictor."""
+def load(model: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
+    """A Predictor from an exported model directory (model.safetensors + config.json) or the name of a
+    shipped model (`activa_ray.pretrained.available()`, e.g. "gauss8")."""
     try:
-        model, meta = load_model(model_dir, device=device)
+        model_dir = resolve(model)
+        network, meta = load_model(model_dir, device=device)
     except ModelFileError as error:
         raise PredictError(f"not an exported activa_ray model: {error}") from None
-    return Predictor(model, meta, source=str(model_dir))
+    return Predictor(network, meta, source=str(model_dir))
 
