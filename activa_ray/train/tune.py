@@ -182,6 +182,11 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
     base_cfg = config_from_dict(base)
     (out_dir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": to_dict(sweep), "base": base}, sort_keys=False))
     connect_or_start(num_cpus)
+    concurrent = concurrent_trials(base_cfg, sweep.tune)
+    if base_cfg.train.threads_per_worker == 0:
+        # A worker alone on its node would take all the node's cores; trials running side by side share them.
+        workers_per_node = concurrent * base_cfg.train.workers
+        base["train"]["threads_per_worker"] = max(1, (os.cpu_count() or 1) // workers_per_node)
     # Tune's function trainable only launches the TorchTrainer; its workers hold the resources.
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=base), {"CPU": 0.1})
     tuner_path = out_dir / "tuner"
@@ -199,7 +204,7 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
             tune_config=tune.TuneConfig(
                 metric=sweep.tune.metric, mode=sweep.tune.mode, num_samples=sweep.tune.num_samples,
                 search_alg=_searcher(sweep.tune), scheduler=scheduler,
-                max_concurrent_trials=concurrent_trials(base_cfg, sweep.tune),
+                max_concurrent_trials=concurrent,
             ),
             run_config=tune.RunConfig(name="tuner", storage_path=str(out_dir)),
         )
