@@ -399,8 +399,9 @@ def test_cli_parquet_in_parquet_out_and_warnings_reported(cli, model_dir, tmp_pa
     (example.iloc[:40] * 50.0).to_parquet(data, index=False)
     out = tmp_path / "pred"
     assert run_cli(cli, "--model", model_dir, "--data", data, "--target", "gene_1", "--samples", 50,
-                   "--prior-samples", 2, "--out", out) == 0
+                   "--prior-samples", 2, "--out", out, "--no-plot") == 0
     printed = capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["samples.parquet", "summary.json"]  # --no-plot: no figure
     samples = pd.read_parquet(out / "samples.parquet")
     assert list(samples.columns) == EXAMPLE_COLUMNS and len(samples) == 50
     assert not (out / "samples.csv").exists()
@@ -447,7 +448,7 @@ def test_cli_bad_input_one_line_and_nothing_written(cli, model_dir, tmp_path, ca
     code = run_cli(cli, "--model", model, "--data", data, "--target", target, "--samples", 10,
                    "--prior-samples", 1, "--out", out, *extra)
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # bad input: the exit code of every job
     assert err.startswith("error: ") and err.count("\n") == 1 and expected in err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
