@@ -8,7 +8,6 @@ naming the key and where it came from. The resolved tree is written beside every
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import types
 import typing
@@ -19,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from activa_ray.data.kinds import model_fit_problems
+from activa_ray.io_utils import atomic_write_text
 from activa_ray.model.config import ModelConfig, check_model_config
 from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, Range, range_problems
 
@@ -325,17 +325,5 @@ def to_dict(cfg: Any) -> dict:
 
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML (temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
-
-
-def config_hash(section: Any) -> str:
-    """Stable short hash of a config (section), used to tell outputs of different configs apart."""
-    import hashlib
-
-    blob = json.dumps(dataclasses.asdict(section), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    """Write the resolved config as YAML (all or nothing)."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,7 +1,7 @@
 """Distances between two sets of joint d-dimensional samples, batched over P pairs.
 
 Every function takes `x` (P, n, d) and `y` (P, m, d) torch tensors (CPU or GPU) and returns
-one value per pair (P,). Definitions follow DESIGN.md ("Evaluation decisions"):
+one value per pair (P,). The definitions (those of the paper's evaluation, made exact):
 
 - `mmd`: sqrt(max(MMD_b^2, 0)), biased V-statistic, RBF kernel exp(-|a-b|^2 / 2 s^2) with the
   bandwidth s = median Euclidean distance between distinct pooled samples.
