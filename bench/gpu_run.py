@@ -573,16 +573,11 @@ def load_init(path: str, model, optimizer, cfg) -> None:
 
 
 def export(model, cfg, out: Path, meta: dict) -> float:
-    from activa_ray.config import to_dict
-    from activa_ray.data.kinds import intervention_table
     from activa_ray.model.io import save_model
+    from activa_ray.train.checkpoint import export_meta
 
     start = time.perf_counter()
-    full = {"name": cfg.name,
-            "data": {"kind": cfg.data.kind, "d": cfg.data.d, "n_samples": cfg.data.n_samples,
-                     "intervention_values": intervention_table(cfg.data)},
-            **meta, "config": to_dict(cfg)}
-    save_model(model, out / EXPORT_DIR, full)
+    save_model(model, out / EXPORT_DIR, {**export_meta(cfg, meta["step"], meta["data_stats"]), **meta})
     return time.perf_counter() - start
 
 

@@ -192,6 +192,11 @@ def wasserstein(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, values, torch.nan)
 
 
+def mean_scores(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Mean MMD, WSD and ERG over the pairs (NaN pairs left out): {"mmd", "wsd", "erg"}."""
+    return {name: float(torch.nanmean(fn(x, y))) for name, fn in (("mmd", mmd), ("wsd", wasserstein), ("erg", energy))}
+
+
 def all_metrics(
     x: torch.Tensor,
     y: torch.Tensor,

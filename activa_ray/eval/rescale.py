@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from activa_ray.eval.baselines import conditional_mvn
-from activa_ray.eval.metrics import energy, mmd, wasserstein
+from activa_ray.eval.metrics import mean_scores
 from activa_ray.eval.pairs import predict_samples
 
 
@@ -24,11 +24,6 @@ def rescale(pairs: dict, rng: np.random.Generator, low: float = 0.2, high: float
     scales = np.where(pairs["targets"].astype(bool), 1.0, scales).astype(np.float32)
     rescaled = dict(pairs, obs=pairs["obs"] * scales[:, None, :], int=pairs["int"] * scales[:, None, :])
     return rescaled, scales
-
-
-def _scores(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
-    x, y = torch.as_tensor(truth, dtype=torch.float32), torch.as_tensor(prediction, dtype=torch.float32)
-    return {name: float(torch.nanmean(fn(x, y))) for name, fn in (("mmd", mmd), ("wsd", wasserstein), ("erg", energy))}
 
 
 def scale_sensitivity(model: torch.nn.Module, pairs: dict, seed: int = 0, batch_size: int = 256) -> dict:
@@ -44,5 +39,7 @@ def scale_sensitivity(model: torch.nn.Module, pairs: dict, seed: int = 0, batch_
                                  batch_size, device) / back[:, None, :]
         baseline = conditional_mvn(inputs["obs"], inputs["targets"], inputs["values"], n,
                                    np.random.default_rng(seed)).samples / back[:, None, :]
-        out[name] = {"activa": _scores(pairs["int"], activa), "baseline": _scores(pairs["int"], baseline)}
+        truth = torch.as_tensor(pairs["int"], dtype=torch.float32)
+        out[name] = {method: mean_scores(truth, torch.as_tensor(samples, dtype=torch.float32))
+                     for method, samples in (("activa", activa), ("baseline", baseline))}
     return out

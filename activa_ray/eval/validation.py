@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from activa_ray.eval.baselines import conditional_mvn
-from activa_ray.eval.metrics import energy, mmd, wasserstein
+from activa_ray.eval.metrics import mean_scores
 from activa_ray.eval.pairs import flatten_pairs, model_value_index, predict_samples
 
 
@@ -51,6 +51,5 @@ def validation_metrics(
     out = {}
     for name, samples in (("activa", activa), ("baseline", baseline), ("posterior", posterior)):
         prediction = torch.as_tensor(samples, dtype=torch.float32, device=device)
-        for metric, fn in (("mmd", mmd), ("wsd", wasserstein), ("erg", energy)):
-            out[f"{name}_{metric}"] = float(torch.nanmean(fn(truth, prediction)).item())
+        out.update({f"{name}_{metric}": value for metric, value in mean_scores(truth, prediction).items()})
     return out

@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from activa_ray.config import Config, to_dict
+from activa_ray.data.kinds import intervention_table
+
 CHECKPOINT_FORMAT = "activa_ray.checkpoint"
 
 
@@ -144,3 +147,16 @@ def latest_checkpoint(checkpoints_root: str | os.PathLike) -> Path | None:
         if best is None or step > best[0]:
             best = (step, path)
     return best[1] if best else None
+
+
+def export_meta(cfg: Config, step: int, data_stats: dict) -> dict:
+    """What an exported model records of its training: its name and step, the data it answers for (kind, d,
+    N, intervention values), the training data's scale (predict warns on other scales), the resolved config."""
+    return {
+        "name": cfg.name,
+        "step": step,
+        "data": {"kind": cfg.data.kind, "d": cfg.data.d, "n_samples": cfg.data.n_samples,
+                 "intervention_values": intervention_table(cfg.data)},
+        "data_stats": data_stats,
+        "config": to_dict(cfg),
+    }

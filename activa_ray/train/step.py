@@ -37,10 +37,10 @@ class LossModule(torch.nn.Module):
 def cpu_has_bf16_units() -> bool:
     """True on x86 CPUs with avx512_bf16 or AMX (Linux /proc/cpuinfo flags): bf16 matmuls run ~3x fp32 there."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        words = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return False
-    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    return not words.isdisjoint({"avx512_bf16", "amx_bf16"})
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -23,6 +23,7 @@ import torch
 from activa_ray.cluster import connect_or_start
 from activa_ray.config import Config, ConfigError, save_config, to_dict, validate
 from activa_ray.train.checkpoint import (
+    export_meta,
     latest_checkpoint,
     load_checkpoint,
     model_config_differences,
@@ -101,7 +102,6 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
 
 def export_model(cfg: Config, run_dir: Path) -> Path:
     """Turn the latest checkpoint into RUN_DIR/export (weights + config), loadable without Ray."""
-    from activa_ray.data.kinds import intervention_table
     from activa_ray.model.activa import Activa
     from activa_ray.model.io import save_model
 
@@ -110,15 +110,7 @@ def export_model(cfg: Config, run_dir: Path) -> Path:
         raise RuntimeError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
     model = Activa(cfg.model)
     state = load_checkpoint(checkpoint, model, None, asdict(cfg.model))
-    meta = {
-        "name": cfg.name,
-        "step": state["step"],
-        "data": {"kind": cfg.data.kind, "d": cfg.data.d, "n_samples": cfg.data.n_samples,
-                 "intervention_values": intervention_table(cfg.data)},
-        "data_stats": state["extra"].get("data_stats", {}),
-        "config": to_dict(cfg),
-    }
-    save_model(model, run_dir / "export", meta)
+    save_model(model, run_dir / "export", export_meta(cfg, state["step"], state["extra"].get("data_stats", {})))
     return run_dir / "export"
 
 
