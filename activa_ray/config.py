@@ -40,6 +40,9 @@ class LinearSCMConfig:
     beta_param_low: float = 0.5  # Beta(α_j, β_j) with α_j, β_j ~ U(low, high) per variable
     beta_param_high: float = 2.0
     intervention_values: list[float] = field(default_factory=lambda: [5.0])
+    # [low, high]: each condition's value is instead the target's observational sample mean plus u of its
+    # observational standard deviations, u ~ U(low, high) (for value-encoded models); []: intervention_values.
+    value_sd_range: list[float] = field(default_factory=list)
     jitter_var: float = 0.1  # realised value = nominal + N(0, jitter_var) per sample
     targets_per_intervention: int = 1  # >1: multi-target interventions on random variable sets
 
@@ -75,9 +78,14 @@ class SergioConfig:
 
 @dataclass
 class DataConfig:
-    kind: Literal["linear-gauss", "linear-beta", "sergio"] = "linear-gauss"
+    kind: Literal["linear-gauss", "linear-beta", "linear-mixed", "sergio"] = "linear-gauss"
     d: int = 2
     n_samples: int = 40  # samples per condition, observational and interventional alike
+    # Streamed training only: [low, high] draws each step's d (and N) uniformly, one shape per step; the
+    # batch then holds batch_size · (d · n_samples) / (its d · N) examples (the same number of values).
+    # []: always d (n_samples). Validation, shards and evaluation keep d and n_samples.
+    d_range: list[int] = field(default_factory=list)
+    n_samples_range: list[int] = field(default_factory=list)
     n_models: int = 10_000  # train (incl. val) + test
     test_frac: float = 0.1  # 1.0: an evaluation-only set (e.g. SERGIO out-of-distribution)
     val_frac: float = 0.02  # of the training models, carved out for validation
@@ -122,6 +130,8 @@ class TrainConfig:
     keep_ckpts: int = 3
     max_failures: int = 2
     stop_at_step: int = 0  # >0: checkpoint and stop this invocation there; rerun to continue (chunked runs)
+    # An exported model (folder or shipped name) whose weights start the run where they fit (model.io.warm_start).
+    init_from: str = ""
 
     RANGES: ClassVar[dict[str, Range]] = {
         "steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": AT_LEAST_0,
@@ -296,6 +306,12 @@ def validate(cfg: Config) -> Config:
     problems += model_fit_problems(cfg.model, cfg.data)
     if cfg.data.source == "shards" and not cfg.data.dir:
         problems.append("data.source=shards: needs data.dir, the root written by jobs/generate.py")
+    if train.init_from:
+        from activa_ray.pretrained import available  # imported here: it loads torch
+
+        if not Path(train.init_from).is_dir() and train.init_from not in available():
+            problems.append(f"train.init_from={train.init_from}: must be an exported model folder or a shipped "
+                            f"model ({', '.join(available())})")
     if problems:
         raise ConfigError("; ".join(problems))
     return cfg

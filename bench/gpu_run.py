@@ -587,7 +587,7 @@ def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetc
 
     from activa_ray.model.activa import Activa
     from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
-    from activa_ray.train.step import LossModule, build_optimizer, compile_model, resolve_precision
+    from activa_ray.train.step import LossModule, build_optimizer, compile_model, reference_values, resolve_precision
 
     torch.manual_seed(cfg.train.seed)
     model = Activa(cfg.model).to(device)
@@ -597,7 +597,8 @@ def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetc
     if args.compile:
         compile_model(model)
     precision = resolve_precision(cfg.train.precision, device)
-    replica = Replica(model, LossModule(model, cfg.train.prior_nll_weight), optimizer, device, precision)
+    loss_module = LossModule(model, cfg.train.prior_nll_weight, reference_values(cfg))
+    replica = Replica(model, loss_module, optimizer, device, precision)
     val_batch = validation_set(cfg)
     stats = data_stats(val_batch)
     batch = cfg.train.batch_size

@@ -1,5 +1,6 @@
 """Predict an interventional distribution from an observational table with an exported ACTIVA model.
 
+    python jobs/predict.py --data obs.csv --target gene_3 --value 5 --out pred/    # the universal model
     python jobs/predict.py --model RUN_DIR/export --data obs.csv --target gene_3 --out pred/
 
 Writes OUT/samples.csv (.parquet when the input is Parquet; the input's columns), OUT/summary.json
@@ -19,14 +20,15 @@ from pathlib import Path
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", default=None,
                         help="exported model directory (model.safetensors + config.json) or a shipped model's name, "
-                             "e.g. gauss2")
+                             "e.g. gauss8 (default: universal, any d, N, units and value)")
     parser.add_argument("--data", required=True, help="observational table: .csv with a header row, or .parquet")
     parser.add_argument("--target", required=True, action="append",
                         help="column to intervene on; repeat for a multi-target intervention")
     parser.add_argument("--value", type=float, default=None,
-                        help="intervention value, one of the model's table (default: its only value)")
+                        help="intervention value: any number for a value-encoded model such as universal; for a "
+                             "paper preset one of its table (default: its only value)")
     parser.add_argument("--samples", type=int, default=1000, help="samples to draw (default 1000)")
     parser.add_argument("--prior-samples", type=int, default=50, help="latent draws S from the prior (default 50)")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,6 +42,7 @@ def run(args: argparse.Namespace) -> tuple[str, list[str]]:
     """Check the flags, predict and write the outputs; returns the effect summary and the warnings raised."""
     # Imported here: --help and a mistyped flag answer at once, without loading torch.
     from activa_ray.predict import PredictError, predict_to_folder
+    from activa_ray.pretrained import DEFAULT_MODEL
 
     if args.samples < 1:
         raise PredictError(f"--samples must be >= 1; got {args.samples}")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> tuple[str, list[str]]:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise PredictError(f"--out {out}: exists and is not a directory")
-    return predict_to_folder(args.model, args.data, args.target, out, value=args.value, samples=args.samples,
+    return predict_to_folder(args.model or DEFAULT_MODEL, args.data, args.target, out, value=args.value, samples=args.samples,
                              prior_samples=args.prior_samples, seed=args.seed, device=args.device,
                              plot=not args.no_plot)
 

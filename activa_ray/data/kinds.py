@@ -3,6 +3,7 @@ whether an intervention pins the target (point mass), and which baselines apply 
 
     linear-gauss  linear SCM, Gaussian noise (paper appendix A.1); do(X = v) for v in data.linear's table
     linear-beta   linear SCM, Beta noise
+    linear-mixed  linear SCM, Gaussian or Beta noise per model (one model for both: the universal preset)
     sergio        SERGIO gene regulatory networks (data/sergio.py); knockouts do(X = 0), a point mass
 
 This module imports nothing of activa_ray at load time: config.py imports it (to check that a
@@ -29,8 +30,17 @@ def _linear_simulator(noise: str) -> Callable[..., dict]:
     def simulate(data_cfg: DataConfig, rng: np.random.Generator, n_models: int, with_ref: bool) -> dict:
         from activa_ray.data.scm import simulate_linear  # imported here: scm imports config, which imports us
 
-        linear = dataclasses.replace(data_cfg.linear, noise=noise)
-        return simulate_linear(rng, n_models, data_cfg.d, data_cfg.n_samples, linear, with_ref)
+        if noise != "mixed":
+            linear = dataclasses.replace(data_cfg.linear, noise=noise)
+            return simulate_linear(rng, n_models, data_cfg.d, data_cfg.n_samples, linear, with_ref)
+        # Each model's noise law is Gaussian or Beta with probability 1/2: two batches, stacked model-wise.
+        n_beta = int(rng.binomial(n_models, 0.5))
+        parts = [
+            simulate_linear(rng, count, data_cfg.d, data_cfg.n_samples,
+                            dataclasses.replace(data_cfg.linear, noise=law), with_ref)
+            for law, count in (("gauss", n_models - n_beta), ("beta", n_beta)) if count
+        ]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     return simulate
 
@@ -59,6 +69,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "linear-gauss": Kind("linear-gauss", _linear_simulator("gauss"), "gauss", False, None, ALL_BASELINES),
     "linear-beta": Kind("linear-beta", _linear_simulator("beta"), "beta", False, None, ALL_BASELINES),
+    "linear-mixed": Kind("linear-mixed", _linear_simulator("mixed"), "mixed", False, None, ALL_BASELINES),
     "sergio": Kind("sergio", _sergio_simulator, None, True, (0.0,), ("baseline", "no_effect")),
 }
 
@@ -80,12 +91,23 @@ def intervention_table(data_cfg: DataConfig) -> list[float]:
     return list(fixed) if fixed is not None else [float(v) for v in data_cfg.linear.intervention_values]
 
 
+def values_per_variable(data_cfg: DataConfig) -> int:
+    """Conditions per variable in a simulated model: one per table value, or one drawn value (value_sd_range)."""
+    if kind_of(data_cfg.kind).linear and data_cfg.linear.value_sd_range:
+        return 1
+    return len(intervention_table(data_cfg))
+
+
 def model_fit_problems(model_cfg: ModelConfig, data_cfg: DataConfig) -> list[str]:
     """`key=value: must be ...` lines where the model's intervention table or point-mass flag is not the data kind's:
     the data's value_index indexes the model's table of values, so the two must be the same list."""
     problems = []
     kind, values = kind_of(data_cfg.kind), intervention_table(data_cfg)
-    if [float(v) for v in model_cfg.intervention_values] != values:
+    relative = kind.linear and bool(data_cfg.linear.value_sd_range)
+    if relative and model_cfg.intervention_encoding != "value":
+        problems.append(f"model.intervention_encoding={model_cfg.intervention_encoding}: must be value for "
+                        f"data.linear.value_sd_range={data_cfg.linear.value_sd_range} (values vary per condition)")
+    if model_cfg.intervention_encoding == "index" and [float(v) for v in model_cfg.intervention_values] != values:
         source = "data.linear.intervention_values" if kind.linear else f"the values of data.kind={kind.name}"
         problems.append(f"model.intervention_values={list(model_cfg.intervention_values)}: must be {values} ({source})")
     if model_cfg.point_mass_interventions != kind.point_mass:

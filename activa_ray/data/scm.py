@@ -115,6 +115,18 @@ def _interventional_samples(
     return np.matmul(noise, scaled_cut_paths)
 
 
+def relative_values(rng: np.random.Generator, obs: np.ndarray, targets: np.ndarray, sd_range: list[float]) -> np.ndarray:
+    """Each condition's value: its target's observational sample mean plus u sample stds, u ~ U(sd_range).
+
+    obs (M, N, d), targets (M, C) -> float32 (M, C). The statistics are the ones a standardising
+    model computes from the same observational sample, so u is the value it sees.
+    """
+    models = np.arange(obs.shape[0])[:, None]
+    mean, std = obs.mean(1)[models, targets], obs.std(1)[models, targets]  # (M, C)
+    u = rng.uniform(sd_range[0], sd_range[1], size=targets.shape)
+    return (mean + u * std).astype(np.float32)
+
+
 def simulate_linear(
     rng: np.random.Generator,
     n_models: int,
@@ -134,11 +146,10 @@ def simulate_linear(
         beta_params = rng.uniform(cfg.beta_param_low, cfg.beta_param_high, size=(2, n_models, d))
 
     value_table = np.asarray(cfg.intervention_values, dtype=np.float32)
-    n_values = len(value_table)
+    n_values = 1 if cfg.value_sd_range else len(value_table)
     targets = intervention_targets(rng, n_models, d, n_values, cfg.targets_per_intervention)  # (M, C, K)
     n_conditions = targets.shape[1]
     value_index = np.broadcast_to(np.repeat(np.arange(n_values, dtype=np.int32), d), (n_models, n_conditions))
-    nominal = value_table[value_index]  # (M, C)
 
     # Gaussian noise is drawn standard normal and scaled here: x = (s z) A = z (s A).
     noise_scale = cfg.noise_std if beta_params is None else 1.0
@@ -152,6 +163,10 @@ def simulate_linear(
 
     obs_noise = _draw_noise(rng, (n_models, n_samples, d), beta_params)
     obs = np.matmul(obs_noise, paths * np.float32(noise_scale))  # (M, N, d)
+    if cfg.value_sd_range:
+        nominal = relative_values(rng, obs, targets[:, :, 0], cfg.value_sd_range)  # (M, C)
+    else:
+        nominal = value_table[value_index]  # (M, C)
     interventional = draw_conditions()  # (M, C, N, d)
 
     target_mask = np.zeros((n_models, n_conditions, d), dtype=np.uint8)

@@ -34,11 +34,21 @@ def check_data_config(data_cfg: DataConfig) -> None:
         problems += low_high_problems(linear, "data.linear", ("weight", "beta_param"))
         if not linear.intervention_values:
             problems.append("data.linear.intervention_values=[]: must hold at least one value")
+        if linear.value_sd_range and (len(linear.value_sd_range) != 2
+                                      or linear.value_sd_range[0] > linear.value_sd_range[1]):
+            problems.append(f"data.linear.value_sd_range={linear.value_sd_range}: must be [low, high] with low <= high")
+        if linear.value_sd_range and linear.targets_per_intervention > 1:
+            problems.append("data.linear.value_sd_range: values relative to the target's spread need "
+                            "targets_per_intervention=1")
         if linear.targets_per_intervention > data_cfg.d:
             problems.append(
                 f"data.linear.targets_per_intervention={linear.targets_per_intervention}: "
                 f"must be <= data.d={data_cfg.d}"
             )
+    for name, low_bound in (("d_range", 1), ("n_samples_range", 2)):
+        bounds = getattr(data_cfg, name)
+        if bounds and (len(bounds) != 2 or not low_bound <= bounds[0] <= bounds[1]):
+            problems.append(f"data.{name}={bounds}: must be [low, high] with {low_bound} <= low <= high")
     if problems:
         raise ConfigError("; ".join(problems))
 

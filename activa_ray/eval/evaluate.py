@@ -37,7 +37,7 @@ from activa_ray.eval.report import markdown_report, results_csv_rows, write_csv,
 from activa_ray.eval.shard import ACTIVA, FLOOR, Methods, activa_name, evaluate_shard
 from activa_ray.io_utils import atomic_write_text
 from activa_ray.model.io import load_model
-from activa_ray.predict.predictor import warn_if_other_d
+from activa_ray.predict.domain import warn_if_other_d
 
 
 def _check_methods(methods: Sequence[str]) -> list[str]:

@@ -3,10 +3,10 @@ variables' roles towards each pair's target, and ACTIVA's samples for every pair
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import torch
+
+from activa_ray.model.config import ModelConfig
 
 
 class EvaluationError(ValueError):
@@ -25,8 +25,11 @@ def descendant_masks(graph: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray
     return descendants, ~below & ~held
 
 
-def model_value_index(values: np.ndarray, table: Sequence[float], source: str) -> np.ndarray:
-    """Index of each nominal value (P,) in the model's table of intervention values."""
+def model_value_index(values: np.ndarray, model_cfg: ModelConfig, source: str) -> np.ndarray:
+    """Index of each nominal value (P,) in the model's table of intervention values (a value-encoded model: 0s)."""
+    if model_cfg.intervention_encoding == "value":
+        return np.zeros(len(values), dtype=np.int64)
+    table = model_cfg.intervention_values
     table_arr = np.asarray(table, dtype=np.float64)
     match = np.isclose(np.asarray(values, dtype=np.float64)[:, None], table_arr[None, :], atol=1e-6)
     unknown = np.unique(np.asarray(values)[~match.any(axis=1)])
@@ -77,7 +80,7 @@ def predict_samples(
     source: str = "data",
 ) -> np.ndarray:
     """N samples from ACTIVA's predicted mixture for every pair: (P, n, d) float32."""
-    index = model_value_index(values, model.cfg.intervention_values, source)
+    index = model_value_index(values, model.cfg, source)
     out = []
     for start in range(0, len(obs), batch_size):
         stop = start + batch_size

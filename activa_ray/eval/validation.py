@@ -36,10 +36,11 @@ def validation_metrics(
             model, pairs["obs"], pairs["targets"], pairs["values"], n, prior_samples,
             generator, len(pairs["obs"]), device, "validation batch",
         )
-        index = model_value_index(pairs["values"], model.cfg.intervention_values, "validation batch")
+        index = model_value_index(pairs["values"], model.cfg, "validation batch")
         posterior = model.reconstruct(
             *(torch.as_tensor(pairs[key], dtype=torch.float32, device=device) for key in ("obs", "int", "targets")),
             torch.as_tensor(index, dtype=torch.long, device=device),
+            torch.as_tensor(pairs["values"], dtype=torch.float32, device=device),
         ).sample(n, generator=generator).float()
     finally:
         model.train(was_training)

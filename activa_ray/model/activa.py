@@ -4,7 +4,11 @@ Shapes: B queries, N interventional samples, N_obs observational samples, d vari
 e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = decoder_components.
 
 - I (B, d, |I|): one-hot of the value index on the target rows, appended to every sample of
-  both datasets, so h' = h_alpha'(D, I) and h'' = h_alpha''(V, I) both see the query.
+  both datasets, so h' = h_alpha'(D, I) and h'' = h_alpha''(V, I) both see the query. With
+  intervention_encoding "value", I (B, d, 2) is [is target, value / VALUE_SCALE] instead.
+- standardize: every variable is shifted and scaled by its observational mean and std (a
+  `Standardization`) before the networks see it; the loss is the likelihood in those units and
+  predictions are mapped back to the data's units.
 - Prior p(z | D, do): GMM with k components, means from a per-variable MLP on h', weights from
   sum-pooled h' through an MLP, fixed variance prior_var. Encoder q = N(mu, encoder_var I),
   mu from a per-variable MLP on [h', h''].
@@ -44,6 +48,47 @@ def intervention_representation(targets: torch.Tensor, value_index: torch.Tensor
     """I_{i,t} without the sample axis: one-hot of value_index (B,) on the rows where targets (B, d) is set -> (B, d, |I|)."""
     one_hot = torch.nn.functional.one_hot(value_index.long(), num_values)  # (B, |I|)
     return targets.unsqueeze(-1).to(one_hot.dtype) * one_hot.unsqueeze(1)
+
+
+# Value encoding: the value in observational standard deviations over 10, so the trained ±10 SD is ±1.
+VALUE_SCALE = 10.0
+
+
+def value_representation(targets: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """I_{i,t} in value mode: [is target, value / VALUE_SCALE] for targets (B, d) and per-variable values (B, d) -> (B, d, 2)."""
+    return torch.stack([targets, targets * values / VALUE_SCALE], dim=-1)
+
+
+class Standardization:
+    """Per query and variable location and scale (B, d) of the observational sample; identity when off.
+
+    The scale has a floor relative to the data's size, so a constant column does not blow up.
+    """
+
+    def __init__(self, obs: torch.Tensor, enabled: bool) -> None:
+        batch, _, variables = obs.shape
+        self.enabled = enabled
+        if not enabled:
+            self.loc = obs.new_zeros(batch, variables, dtype=torch.float32)
+            self.scale = obs.new_ones(batch, variables, dtype=torch.float32)
+            return
+        data = obs.float()
+        self.loc = data.mean(1)  # (B, d)
+        floor = 1e-3 * data.abs().mean(1) + 1e-12
+        self.scale = torch.maximum(data.std(1, correction=0), floor)  # (B, d)
+
+    def to_model(self, data: torch.Tensor) -> torch.Tensor:
+        """(B, N, d) in the data's units -> the model's."""
+        if not self.enabled:
+            return data
+        return ((data.float() - self.loc.unsqueeze(1)) / self.scale.unsqueeze(1)).to(data.dtype)
+
+    def values_to_model(self, values: torch.Tensor) -> torch.Tensor:
+        """The query's value (B,) in the data's units -> per variable in the model's units (B, d)."""
+        return (values.float().unsqueeze(-1) - self.loc) / self.scale
+
+    def to_data(self, mixture: GaussianMixture) -> GaussianMixture:
+        return mixture.affine(self.loc, self.scale) if self.enabled else mixture
 
 
 def with_intervention(data: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
@@ -132,8 +177,7 @@ class Activa(nn.Module):
         super().__init__()
         check_config(cfg)
         self.cfg = cfg
-        num_values = len(cfg.intervention_values)
-        in_features = 1 + num_values
+        in_features = 1 + (2 if cfg.intervention_encoding == "value" else len(cfg.intervention_values))
         embedding = (in_features, cfg.embed_dim, cfg.heads, cfg.hidden_dim, cfg.encoder_layers, cfg.dropout)
         self.observational_embedding = AlternatingEmbedding(*embedding)  # h_alpha'
         self.interventional_embedding = AlternatingEmbedding(*embedding)  # h_alpha''
@@ -156,11 +200,32 @@ class Activa(nn.Module):
         if value_index.shape != (batch,):
             raise ValueError(f"value_index must be (B,) = ({batch},); got {tuple(value_index.shape)}")
         num_values = len(self.cfg.intervention_values)
-        if value_index.numel() and (int(value_index.min()) < 0 or int(value_index.max()) >= num_values):
+        if self.cfg.intervention_encoding == "index" and value_index.numel() and (int(value_index.min()) < 0 or int(value_index.max()) >= num_values):
             raise ValueError(
                 f"value_index must index the model's intervention values {self.cfg.intervention_values} "
                 f"(0..{num_values - 1}); got values in [{int(value_index.min())}, {int(value_index.max())}]"
             )
+
+    def query_values(self, value_index: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
+        """The query's value (B,) in the data's units: `values`, else the model's table value for value_index."""
+        if values is None:
+            if self.cfg.intervention_encoding == "value":
+                raise ValueError("a value-encoded model needs the intervention values (B,)")
+            return self.intervention_values[value_index.long()]
+        if values.shape != value_index.shape:
+            raise ValueError(f"values must be (B,) = {tuple(value_index.shape)}; got {tuple(values.shape)}")
+        return values.to(dtype=torch.float32)
+
+    def prepare(
+        self, obs: torch.Tensor, targets: torch.Tensor, value_index: torch.Tensor, values: torch.Tensor
+    ) -> tuple[Standardization, torch.Tensor, torch.Tensor]:
+        """The standardisation of obs (B, N_obs, d), obs in the model's units, and I (B, d, |I| or 2)."""
+        frame = Standardization(obs, self.cfg.standardize)
+        if self.cfg.intervention_encoding == "value":
+            representation = value_representation(targets.float(), frame.values_to_model(values))
+        else:
+            representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
+        return frame, frame.to_model(obs), representation
 
     def embed(self, obs: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
         """h' = h_alpha'(D, I): (B, N_obs, d), (B, d, |I|) -> (B, d, e)."""
@@ -207,17 +272,19 @@ class Activa(nn.Module):
         x: torch.Tensor,
         targets: torch.Tensor,
         value_index: torch.Tensor,
+        values: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         prior_nll_weight: float = 0.0,
     ) -> dict[str, torch.Tensor]:
-        """β-ELBO terms for obs (B, N_obs, d), x (B, N, d), targets (B, d), value_index (B,).
+        """β-ELBO terms for obs (B, N_obs, d), x (B, N, d), targets (B, d), value_index (B,), values (B,).
 
         "loss": mean over the batch of −Σ_n log p(x_n | z) + β KL (eq. 5, likelihood summed over N),
         plus prior_nll_weight · (−log p(V | D, do)) under the prior predictive when it is > 0.
         "elbo": mean over the batch of Σ_n log p(x_n | z) − KL (β = 1, comparable across β).
         "nll_per_sample", "kl", "kl_per_dim" (z,), "prior_weight_entropy": for logging, and
         "prior_nll_per_sample" when prior_nll_weight > 0.
-        The latent noise comes from `generator` (on the inputs' device) when given.
+        The latent noise comes from `generator` (on the inputs' device) when given. With
+        cfg.standardize the likelihood is that of x in the observational sample's standard units.
         """
         if not prior_nll_weight >= 0.0:
             raise ValueError(f"prior_nll_weight must be >= 0; got {prior_nll_weight!r}")
@@ -226,7 +293,8 @@ class Activa(nn.Module):
             raise ValueError(f"obs and x must have the same d; got {obs.shape[-1]} and {x.shape[-1]}")
         self.check_query(x, targets, value_index, "x")
         cfg = self.cfg
-        representation = intervention_representation(targets, value_index, len(cfg.intervention_values))
+        frame, obs, representation = self.prepare(obs, targets, value_index, self.query_values(value_index, values))
+        x = frame.to_model(x)
         h_obs, mu = self.encode(obs, x, representation)  # (B, d, e), (B, d, z)
         prior_logits, prior_means = self.prior(h_obs)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
@@ -291,23 +359,22 @@ class Activa(nn.Module):
     # ----- inference -----
 
     def pinning(
-        self, targets: torch.Tensor, value_index: torch.Tensor, values: torch.Tensor | None = None
+        self, targets: torch.Tensor, frame: Standardization, values: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """With cfg.point_mass_interventions: the pinned mask (B, d) and the pinned values (B, d), the
-        targets' `values` (B,) (default: the model's table value for value_index); else (None, None)."""
+        """With cfg.point_mass_interventions: the pinned mask (B, d) and the targets' values (B,) in the
+        model's units (B, d); else (None, None)."""
         if not self.cfg.point_mass_interventions:
             return None, None
-        batch, variables = targets.shape
-        if values is None:
-            values = self.intervention_values[value_index.long()]
-        elif values.shape != (batch,):
-            raise ValueError(f"values must be (B,) = ({batch},); got {tuple(values.shape)}")
-        pinned_values = values.to(device=targets.device, dtype=torch.float32).unsqueeze(-1).expand(batch, variables)
-        return targets.bool(), pinned_values
+        return targets.bool(), frame.values_to_model(values.to(targets.device))
 
     @torch.no_grad()
     def reconstruct(
-        self, obs: torch.Tensor, x: torch.Tensor, targets: torch.Tensor, value_index: torch.Tensor
+        self,
+        obs: torch.Tensor,
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        value_index: torch.Tensor,
+        values: torch.Tensor | None = None,
     ) -> GaussianMixture:
         """The decoder's mixture at the posterior mean of q(z | V = x, D, do): (B, N_obs, d), (B, N, d) -> B mixtures.
 
@@ -317,11 +384,12 @@ class Activa(nn.Module):
         """
         self.check_query(obs, targets, value_index, "obs")
         self.check_query(x, targets, value_index, "x")
-        representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
-        _, mu = self.encode(obs, x, representation)  # (B, d, z)
-        pinned_mask, pinned_values = self.pinning(targets, value_index)
+        values = self.query_values(value_index, values)
+        frame, obs, representation = self.prepare(obs, targets, value_index, values)
+        _, mu = self.encode(obs, frame.to_model(x), representation)  # (B, d, z)
+        pinned_mask, pinned_values = self.pinning(targets, frame, values)
         logits, means, scale_tril = self.decode(mu.float(), pinned_mask)
-        return GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values)
+        return frame.to_data(GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values))
 
     @torch.no_grad()
     def predict(
@@ -336,9 +404,10 @@ class Activa(nn.Module):
         """p(V | D, do(V_t = v_i)) for obs (B, N_obs, d), targets (B, d), value_index (B,).
 
         S = prior_samples latents from the prior, each decoded to a B_dec-component mixture, all
-        combined as one uniform mixture over S (M = S · B_dec components). With
-        cfg.point_mass_interventions the targets are pinned to `values` (B,) (default: the
-        model's table value for value_index). Call `model.eval()` first (dropout).
+        combined as one uniform mixture over S (M = S · B_dec components), in the data's units.
+        `values` (B,) are the queries' values (default: the model's table value for value_index;
+        a value-encoded model needs them); with cfg.point_mass_interventions the targets are
+        pinned to them. Call `model.eval()` first (dropout).
         """
         self.check_query(obs, targets, value_index, "obs")
         if not bool(torch.isfinite(obs).all()):
@@ -347,7 +416,8 @@ class Activa(nn.Module):
             raise ValueError(f"prior_samples must be >= 1; got {prior_samples}")
         cfg = self.cfg
         batch, _, variables = obs.shape
-        representation = intervention_representation(targets, value_index, len(cfg.intervention_values))
+        values = self.query_values(value_index, values)
+        frame, obs, representation = self.prepare(obs, targets, value_index, values)
         prior_logits, prior_means = self.prior(self.embed(obs, representation))  # (B, k), (B, k, d, z)
         component = torch.multinomial(
             torch.softmax(prior_logits.float(), -1), prior_samples, replacement=True, generator=generator
@@ -357,18 +427,18 @@ class Activa(nn.Module):
         noise = torch.randn(chosen_means.shape, generator=generator, device=obs.device, dtype=torch.float32)
         latent = chosen_means + math.sqrt(cfg.prior_var) * noise
 
-        pinned_mask, pinned_values = self.pinning(targets, value_index, values)
+        pinned_mask, pinned_values = self.pinning(targets, frame, values)
         decoder_mask = None if pinned_mask is None else pinned_mask.repeat_interleave(prior_samples, dim=0)
         logits, means, scale_tril = self.decode(latent.reshape(batch * prior_samples, variables, -1), decoder_mask)
         components = prior_samples * cfg.decoder_components
         mixture_logits = torch.log_softmax(logits, -1).reshape(batch, components) - math.log(prior_samples)
-        return GaussianMixture(
+        return frame.to_data(GaussianMixture(
             mixture_logits,
             means.reshape(batch, components, variables),
             scale_tril.reshape(batch, components, variables, variables),
             pinned_mask,
             pinned_values,
-        )
+        ))
 
 
 def zero_nonfinite_grads(model: nn.Module) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, POSITIVE, Range, range_problems
 
@@ -27,6 +27,14 @@ class ModelConfig:
     cov_floor: float = 1e-3  # ε in Σ_b = u_b u_bᵀ / e + diag(softplus(a_b)) + ε I (the decoder covariance)
     intervention_values: list[float] = field(default_factory=lambda: [5.0])  # the table of values i indexes
     point_mass_interventions: bool = False  # knockouts: targets are exactly the value; left out of the likelihood
+    # How the query's value reaches the model. index: a one-hot over intervention_values (the paper; also for
+    # knockouts and placeholder interventions). value: the value itself, in the target's observational standard
+    # deviations when `standardize`, so do(X = v) works for any v in the trained range.
+    intervention_encoding: Literal["index", "value"] = "index"
+    # Standardise every variable by its observational mean and std before the model sees it (training and
+    # prediction alike) and map predictions back: units do not matter, and the variances that grow downstream
+    # in raw linear SCMs ("varsortability") no longer give the causal order away.
+    standardize: bool = False
 
     RANGES: ClassVar[dict[str, Range]] = {
         "heads": AT_LEAST_1, "decoder_layers": AT_LEAST_0, "encoder_layers": AT_LEAST_0,
@@ -47,7 +55,9 @@ def check_model_config(cfg: ModelConfig, prefix: str = "model") -> list[str]:
         )
     if cfg.embed_dim % cfg.heads:
         problems.append(f"{prefix}.embed_dim={cfg.embed_dim}: must be divisible by {prefix}.heads={cfg.heads}")
-    if not cfg.intervention_values:
+    if cfg.intervention_encoding not in ("index", "value"):
+        problems.append(f"{prefix}.intervention_encoding={cfg.intervention_encoding!r}: must be index or value")
+    if cfg.intervention_encoding == "index" and not cfg.intervention_values:
         problems.append(f"{prefix}.intervention_values=[]: must list at least one intervention value")
     return problems
 

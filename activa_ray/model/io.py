@@ -66,6 +66,11 @@ def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = 
     return directory
 
 
+# ModelConfig fields added since format_version 1 was written: an export without them predates them and
+# means their defaults (an index-encoded model on raw values).
+ADDED_FIELDS = ("intervention_encoding", "standardize")
+
+
 def _field_ok(value: Any, default: Any) -> bool:
     if isinstance(default, bool):
         return isinstance(value, bool)
@@ -87,11 +92,12 @@ def model_config_from_dict(values: Any, source: str) -> ModelConfig:
     defaults = asdict(ModelConfig())
     known = [spec.name for spec in fields(ModelConfig)]
     unknown = sorted(set(values) - set(known))
-    missing = [name for name in known if name not in values]
+    missing = [name for name in known if name not in values and name not in ADDED_FIELDS]
     if unknown:
         raise ModelFileError(f"{source}: unknown model config key(s) {unknown}; known keys: {known}")
     if missing:
         raise ModelFileError(f"{source}: model config is missing key(s) {missing}")
+    values = {**{name: defaults[name] for name in ADDED_FIELDS}, **values}
     for name in known:
         if not _field_ok(values[name], defaults[name]):
             expected = type(defaults[name]).__name__
@@ -156,3 +162,29 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         raise ModelFileError(f"{weights_path}: weights do not match {config_path}: " + "; ".join(problems))
     model.load_state_dict(state)
     return model.to(device).eval(), meta or {}
+
+
+def warm_start(model: Activa, directory: str | os.PathLike) -> dict[str, int]:
+    """Copy an exported model's weights into `model` wherever they fit; returns how many tensors were
+    copied whole, copied in part, and left at their initialisation.
+
+    A tensor of another shape is copied over the leading slice both share (the input projection
+    of an index-encoded export, (e, 1 + |I|), fills the first columns of a value-encoded one,
+    (e, 3): the data and "is target" features mean the same in both; the value column starts at 0).
+    """
+    source, _ = load_model(directory)
+    state = source.state_dict()
+    counts = {"copied": 0, "partial": 0, "initialised": 0}
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name not in state or state[name].dim() != tensor.dim():
+                counts["initialised"] += 1
+                continue
+            if state[name].shape == tensor.shape:
+                tensor.copy_(state[name])
+                counts["copied"] += 1
+                continue
+            shared = tuple(slice(0, min(a, b)) for a, b in zip(state[name].shape, tensor.shape))
+            tensor.zero_()[shared] = state[name][shared]
+            counts["partial"] += 1
+    return counts

@@ -181,6 +181,21 @@ class GaussianMixture:
     def __getitem__(self, index: int | slice | torch.Tensor) -> GaussianMixture:
         return self.select(index)
 
+    def affine(self, loc: torch.Tensor, scale: torch.Tensor) -> GaussianMixture:
+        """The law of loc + scale · V for V ~ self, loc and scale (B, d) per query and variable (scale > 0).
+
+        Σ' = D Σ D with D = diag(scale), so the Cholesky factor is D L, still lower triangular.
+        """
+        loc = loc.to(device=self.means.device, dtype=self.means.dtype)
+        scale = scale.to(device=self.means.device, dtype=self.means.dtype)
+        return GaussianMixture(
+            self.logits,
+            loc.unsqueeze(1) + scale.unsqueeze(1) * self.means,
+            scale[:, None, :, None] * self.scale_tril,
+            self.pinned_mask,
+            None if self.pinned_values is None else loc + scale * self.pinned_values,
+        )
+
     def to(self, device: torch.device | str) -> GaussianMixture:
         return GaussianMixture(
             self.logits.to(device),

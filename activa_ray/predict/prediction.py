@@ -177,14 +177,15 @@ class Prediction:
         lines = [
             f"do({', '.join(self.targets)} = {self.value:g}): predicted effects on {len(self.columns)} variables "
             f"(N_obs = {len(self.observations)}, {self.prior_samples} prior samples)",
-            f"{'variable':<{width}}  {'obs mean':>10}  {'pred mean':>10}  {'shift':>10}  {level:>23}  {'P(no effect)':>12}",
+            f"{'variable':<{width}}  {'obs mean':>10}  {'obs std':>10}  {'pred mean':>10}  {'pred std':>10}  "
+            f"{'shift':>10}  {level:>23}  {'P(no effect)':>12}",
         ]
         for name, row in effects.iterrows():
             label = f"{name} (target)" if name in self.targets else name
             bounds = f"[{row.shift_low:+.3g}, {row.shift_high:+.3g}]"
             lines.append(
-                f"{label:<{width}}  {row.obs_mean:>10.4g}  {row.pred_mean:>10.4g}  {row['shift']:>+10.4g}  "
-                f"{bounds:>23}  {row.p_no_effect:>12.2f}"
+                f"{label:<{width}}  {row.obs_mean:>10.4g}  {row.obs_std:>10.4g}  {row.pred_mean:>10.4g}  "
+                f"{row.pred_std:>10.4g}  {row['shift']:>+10.4g}  {bounds:>23}  {row.p_no_effect:>12.2f}"
             )
         return "\n".join(lines)
 

@@ -1,9 +1,11 @@
 """An exported ACTIVA model answering queries on observational tables (no Ray).
 
-The model is trained on raw, unstandardised values (as in the paper) and the intervention value
-is an absolute value in the data's units (do(X = 5.0)), so the table is fed as it is; no
-standardisation is applied or inverted. A warning (not an error) says when the table's scale,
-its number of variables d or rows N lie far from what the model was trained on.
+A paper-style model works on raw values and answers do(X = v) for the v in its table of values;
+a standardising, value-encoded model (the `universal` preset) takes any units and any value in
+its trained range, and maps its prediction back to the table's units. Either way the table is
+passed as it is; `TrainedDomain` (predict/domain.py) warns when d, N, the scale or the value lie
+outside what the model was trained on. A table with more rows than the model was trained on is
+split into equal random chunks, each answered, and the answers pooled as one equal-weight mixture.
 """
 
 from __future__ import annotations
@@ -21,32 +23,41 @@ import torch
 
 from activa_ray.model.activa import Activa
 from activa_ray.model.io import ModelFileError, load_model
+from activa_ray.model.mixture import GaussianMixture
+from activa_ray.predict.domain import TrainedDomain, meta_value
 from activa_ray.predict.prediction import Prediction
 from activa_ray.predict.tables import PredictError, as_table
-from activa_ray.pretrained import resolve
-
-# The data's mean |x| or std this many times above or below the training data's triggers a warning.
-SCALE_FACTOR = 5.0
-# N outside [n_samples / ROWS_FACTOR, n_samples * ROWS_FACTOR] triggers a warning.
-ROWS_FACTOR = 2.0
+from activa_ray.pretrained import DEFAULT_MODEL, resolve
 
 
-def warn_if_other_d(d: int, trained_d: int | None, what: str, stacklevel: int = 2) -> None:
-    """Warn when data of d variables meets a model trained on another d (None: unknown, no check)."""
-    if trained_d is not None and d != trained_d:
-        warnings.warn(
-            f"{what} has d = {d} variables; the model was trained on d = {trained_d} "
-            "(it accepts any d, but accuracy away from the trained d is not guaranteed)",
-            stacklevel=stacklevel,
-        )
+def observation_chunks(values: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
+    """(N, d) -> (k, n, d): k = ceil(N / max_rows) disjoint random chunks of n = N // k rows (the N mod k
+    rows left over are dropped); one chunk of everything when N <= max_rows or max_rows is unknown."""
+    n_rows = len(values)
+    if max_rows is None or n_rows <= max_rows:
+        return values[None]
+    chunks = -(-n_rows // max_rows)
+    size = n_rows // chunks
+    order = np.random.default_rng(seed).permutation(n_rows)[: chunks * size]
+    return values[order].reshape(chunks, size, values.shape[1])
 
 
-def _get(tree: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(tree, Mapping) or key not in tree:
-            return None
-        tree = tree[key]
-    return tree
+def pool_chunks(mixture: GaussianMixture, chunks: int) -> GaussianMixture:
+    """Mixtures of queries (B · k, M, ...) answered from k chunks each (query-major) -> (B, k · M, ...),
+    each chunk's mixture weighing 1/k (their log-weights are normalised, so a softmax over all is)."""
+    if chunks == 1:
+        return mixture
+    batch = mixture.batch_size // chunks
+    components, dim = chunks * mixture.num_components, mixture.dim
+    pinned_mask = None if mixture.pinned_mask is None else mixture.pinned_mask[::chunks]
+    pinned_values = None if mixture.pinned_values is None else mixture.pinned_values[::chunks]
+    return GaussianMixture(
+        torch.log_softmax(mixture.logits, -1).reshape(batch, components),
+        mixture.means.reshape(batch, components, dim),
+        mixture.scale_tril.reshape(batch, components, dim, dim),
+        pinned_mask,
+        pinned_values,
+    )
 
 
 class Predictor:
@@ -57,12 +68,13 @@ class Predictor:
         self.meta = meta or {}
         self.source = source
         self.device = next(model.parameters()).device
+        self.domain = TrainedDomain.from_meta(self.meta, model.cfg)
         missing = [
             name for name, value in (
                 ("data.d", self.trained_d),
                 ("data.n_samples", self.trained_n_samples),
-                ("data_stats.obs_abs_mean", _get(self.meta, "data_stats", "obs_abs_mean")),
-                ("data_stats.obs_std", _get(self.meta, "data_stats", "obs_std")),
+                ("data_stats.obs_abs_mean", meta_value(self.meta, "data_stats", "obs_abs_mean")),
+                ("data_stats.obs_std", meta_value(self.meta, "data_stats", "obs_std")),
                 ("config.data.linear.targets_per_intervention", self.targets_per_intervention),
             ) if value is None
         ]
@@ -79,21 +91,32 @@ class Predictor:
 
     @property
     def trained_d(self) -> int | None:
-        return _get(self.meta, "data", "d")
+        return meta_value(self.meta, "data", "d")
 
     @property
     def trained_n_samples(self) -> int | None:
-        return _get(self.meta, "data", "n_samples")
+        return meta_value(self.meta, "data", "n_samples")
 
     @property
     def targets_per_intervention(self) -> int | None:
-        return _get(self.meta, "config", "data", "linear", "targets_per_intervention")
+        return meta_value(self.meta, "config", "data", "linear", "targets_per_intervention")
+
+    @property
+    def value_encoded(self) -> bool:
+        return self.model.cfg.intervention_encoding == "value"
 
     def value_index(self, value: float | None) -> tuple[int, float]:
-        """(index, value) of `value` in the model's table; None means the table's only value."""
+        """(index, value) of `value` in the model's table; None means the table's only value.
+        A value-encoded model takes any finite value (index 0)."""
         table = self.intervention_values
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-            raise PredictError(f"value must be a number from the model's table {table}; got {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value)):
+            expected = "a finite number" if self.value_encoded else f"a number from the model's table {table}"
+            raise PredictError(f"value must be {expected}; got {value!r}")
+        if self.value_encoded:
+            if value is None:
+                raise PredictError("this model answers do(target = value) for any value: give one with value=")
+            return 0, float(value)
         if value is None:
             if len(table) == 1:
                 return 0, table[0]
@@ -131,37 +154,6 @@ class Predictor:
         mask[[columns.index(name) for name in names]] = 1.0
         return names, mask
 
-    def check_scale(self, table: pd.DataFrame) -> None:
-        """Warn when d, N or the data's scale lie far from the training data (the model sees raw values)."""
-        n_rows, d = table.shape
-        warn_if_other_d(d, self.trained_d, "the table", stacklevel=5)
-        trained_n = self.trained_n_samples
-        if trained_n is not None and not trained_n / ROWS_FACTOR <= n_rows <= trained_n * ROWS_FACTOR:
-            warnings.warn(
-                f"the table has N = {n_rows} rows; the model was trained on N = {trained_n} observational samples "
-                f"(it accepts any N, but accuracy beyond {ROWS_FACTOR:g}x of the trained N is not guaranteed)",
-                stacklevel=4,
-            )
-        values = table.to_numpy()
-        ours = {"mean |x|": float(np.abs(values).mean()), "std": float(values.std())}
-        trained = {
-            "mean |x|": _get(self.meta, "data_stats", "obs_abs_mean"),
-            "std": _get(self.meta, "data_stats", "obs_std"),
-        }
-        far = [
-            key for key in ours
-            if trained[key] is not None and trained[key] > 0
-            and not trained[key] / SCALE_FACTOR <= ours[key] <= trained[key] * SCALE_FACTOR
-        ]
-        if far:
-            described = ", ".join(f"{key} {ours[key]:.3g} vs {trained[key]:.3g}" for key in far)
-            warnings.warn(
-                f"the data's scale is far from the training data's ({described}; more than {SCALE_FACTOR:g}x apart): "
-                "the model works on raw, unstandardised values, so its predictions here are unreliable. "
-                "Rescaling the data also rescales what do(target = value) means.",
-                stacklevel=4,
-            )
-
     def predict_many(
         self,
         obs_table: pd.DataFrame | Mapping[str, Any] | np.ndarray,
@@ -183,18 +175,22 @@ class Predictor:
                 raise PredictError(f"each query must be a (target, value) pair; got {query!r}")
             target_names, mask = self._target_mask(query[0], names)
             index, value = self.value_index(query[1])
+            self.domain.check_value(table, target_names[0], value, stacklevel=3)
             parsed.append((target_names, mask, index, value))
-        self.check_scale(table)
+        self.domain.check_table(table, stacklevel=3)
 
-        batch = len(parsed)
-        obs = torch.tensor(table.to_numpy(), dtype=torch.float32, device=self.device)
-        obs = obs.unsqueeze(0).expand(batch, -1, -1)  # (B, N, d)
+        chunks = torch.tensor(observation_chunks(table.to_numpy(), self.domain.max_rows, seed),
+                              dtype=torch.float32, device=self.device)  # (k, n, d)
+        k, batch = len(chunks), len(parsed)
+        obs = chunks.unsqueeze(0).expand(batch, -1, -1, -1).flatten(0, 1)  # (B · k, n, d), query-major
         targets = torch.as_tensor(np.stack([mask for _, mask, _, _ in parsed]), device=self.device)  # (B, d)
         value_index = torch.tensor([index for _, _, index, _ in parsed], dtype=torch.long, device=self.device)
         values = torch.tensor([value for _, _, _, value in parsed], dtype=torch.float32, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        mixture = self.model.predict(obs, targets, value_index, prior_samples=prior_samples,
-                                     generator=generator, values=values)
+        mixture = self.model.predict(obs, targets.repeat_interleave(k, 0), value_index.repeat_interleave(k),
+                                     prior_samples=prior_samples, generator=generator,
+                                     values=values.repeat_interleave(k))
+        mixture = pool_chunks(mixture, k)
         std_floor = math.sqrt(self.model.cfg.cov_floor)
         return [
             Prediction(mixture.select(i), names, target_names, value, table, prior_samples, std_floor)
@@ -214,9 +210,9 @@ class Predictor:
         return self.predict_many(obs_table, [(target, value)], prior_samples, seed, columns)[0]
 
 
-def load(model: str | os.PathLike, device: str | torch.device = "cpu") -> Predictor:
+def load(model: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> Predictor:
     """A Predictor from an exported model directory (model.safetensors + config.json) or the name of a
-    shipped model (`activa_ray.pretrained.available()`, e.g. "gauss8")."""
+    shipped model (`activa_ray.pretrained.available()`, e.g. "gauss8"; default "universal")."""
     try:
         model_dir = resolve(model)
         network, meta = load_model(model_dir, device=device)

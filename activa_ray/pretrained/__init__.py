@@ -15,6 +15,7 @@ from pathlib import Path
 from activa_ray.model.io import CONFIG_FILE, ModelFileError, load_model, save_model
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = "universal"  # what predict answers with when no model is named: any d, N, units and value
 SCORED_METHODS = ("activa_s1", "activa_s50", "baseline", "no_effect", "floor")
 
 

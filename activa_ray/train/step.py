@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 
 from activa_ray.config import Config
 from activa_ray.data.examples import explode
-from activa_ray.data.kinds import intervention_table
+from activa_ray.data.kinds import values_per_variable
 from activa_ray.data.simulate import simulate, stream_rng
 from activa_ray.model.activa import Activa, zero_nonfinite_grads
 
@@ -25,13 +25,20 @@ from activa_ray.model.activa import Activa, zero_nonfinite_grads
 class LossModule(torch.nn.Module):
     """Routes `forward` to `Activa.loss`, so DDP's forward hooks (gradient sync) see the loss call."""
 
-    def __init__(self, model: Activa, prior_nll_weight: float = 0.0):
+    def __init__(self, model: Activa, prior_nll_weight: float = 0.0, reference_values: int | None = None):
         super().__init__()
         self.model = model
         self.prior_nll_weight = prior_nll_weight
+        # Batches of varying shape (reference_values(cfg)): the loss sums over N · d values, so it is
+        # rescaled to the nominal d · N; otherwise a d = 20, N = 100 step would weigh 8x a d = 8, N = 30 one.
+        self.reference_values = reference_values
 
-    def forward(self, obs, x, targets, value_index, generator=None):
-        return self.model.loss(obs, x, targets, value_index, generator=generator, prior_nll_weight=self.prior_nll_weight)
+    def forward(self, obs, x, targets, value_index, values=None, generator=None):
+        terms = self.model.loss(obs, x, targets, value_index, values, generator=generator,
+                                prior_nll_weight=self.prior_nll_weight)
+        if self.reference_values is not None:
+            terms["loss"] = terms["loss"] * (self.reference_values / (x.shape[1] * x.shape[2]))
+        return terms
 
 
 def cpu_has_bf16_units() -> bool:
@@ -103,17 +110,37 @@ def to_torch(examples: dict, device: torch.device) -> dict[str, torch.Tensor]:
         "x": torch.as_tensor(examples["x"], device=device),
         "targets": torch.as_tensor(examples["targets"], dtype=torch.float32, device=device),
         "value_index": torch.as_tensor(examples["value_index"], dtype=torch.long, device=device),
+        "values": torch.as_tensor(examples["values"], dtype=torch.float32, device=device),
     }
 
 
 def streamed_examples(cfg: Config, rank: int, step: int, n_examples: int) -> dict:
-    """`n_examples` fresh (model, condition) examples for this rank and step, simulated on the fly."""
+    """`n_examples` fresh (model, condition) examples for this rank and step, simulated on the fly.
+
+    With data.d_range / data.n_samples_range the step draws its own (d, N) and holds
+    n_examples · (data.d · data.n_samples) / (d · N) examples instead: one shape per batch
+    (no padding), about the same number of values per batch whatever the shape.
+    """
     rng = stream_rng(cfg.train.seed, rank, step)
-    n_conditions = cfg.data.d * len(intervention_table(cfg.data))
+    data_cfg = cfg.data
+    if data_cfg.d_range or data_cfg.n_samples_range:
+        d = int(rng.integers(data_cfg.d_range[0], data_cfg.d_range[1] + 1)) if data_cfg.d_range else data_cfg.d
+        n = (int(rng.integers(data_cfg.n_samples_range[0], data_cfg.n_samples_range[1] + 1))
+             if data_cfg.n_samples_range else data_cfg.n_samples)
+        n_examples = max(1, round(n_examples * data_cfg.d * data_cfg.n_samples / (d * n)))
+        data_cfg = replace(data_cfg, d=d, n_samples=n)
+    n_conditions = data_cfg.d * values_per_variable(data_cfg)
     n_models = -(-n_examples // n_conditions)
-    examples = explode(simulate(cfg.data, rng, n_models))
+    examples = explode(simulate(data_cfg, rng, n_models))
     chosen = rng.permutation(len(examples["value_index"]))[:n_examples]
     return {k: v[chosen] for k, v in examples.items()}
+
+
+def reference_values(cfg: Config) -> int | None:
+    """d · N of the nominal shape when training draws shapes (the loss is rescaled to it), else None."""
+    if cfg.data.d_range or cfg.data.n_samples_range:
+        return cfg.data.d * cfg.data.n_samples
+    return None
 
 
 def step_seed(cfg: Config, rank: int, step: int) -> int:

@@ -17,12 +17,15 @@ import torch
 from activa_ray.config import Config, config_from_dict, to_dict
 from activa_ray.data.examples import iter_examples
 from activa_ray.model.activa import Activa
+from activa_ray.model.io import warm_start
+from activa_ray.pretrained import resolve
 from activa_ray.train.checkpoint import load_checkpoint, save_checkpoint
 from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
 from activa_ray.train.step import (
     LossModule,
     build_optimizer,
     compile_model,
+    reference_values,
     resolve_precision,
     streamed_examples,
     torch_threads,
@@ -64,6 +67,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model = Activa(cfg.model).to(device)
     optimizer = build_optimizer(model, cfg)
     step, extra = 0, {}
+    if cfg.train.init_from:
+        warm_start(model, resolve(cfg.train.init_from))  # a checkpoint below, when resuming, replaces these
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -71,7 +76,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         step, extra = state["step"], state["extra"]
     if cfg.train.compile:
         compile_model(model)
-    loss_module = ray.train.torch.prepare_model(LossModule(model, cfg.train.prior_nll_weight), move_to_device=False)
+    loss_module = LossModule(model, cfg.train.prior_nll_weight, reference_values(cfg))
+    loss_module = ray.train.torch.prepare_model(loss_module, move_to_device=False)
     replica = Replica(model, loss_module, optimizer, device, resolve_precision(cfg.train.precision, device),
                       rank, world_size)
 

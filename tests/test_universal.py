@@ -1,0 +1,189 @@
+"""One model for any units, value, d and N (issue 17): standardisation, value encoding, drawn shapes,
+relative intervention values, the mixed-noise kind, warm starts, and predict's chunks and warnings."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from activa_ray.config import ConfigError, load_config
+from activa_ray.data.simulate import simulate
+from activa_ray.model.activa import Activa
+from activa_ray.model.config import ModelConfig
+from activa_ray.model.io import load_model, save_model, warm_start
+from activa_ray.predict import PredictError
+from activa_ray.predict.predictor import Predictor, observation_chunks
+from activa_ray.train.step import LossModule, streamed_examples
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+VALUE_MODEL = ModelConfig(heads=2, decoder_layers=1, encoder_layers=2, embed_dim=16, hidden_dim=32,
+                          decoder_components=2, intervention_encoding="value", standardize=True)
+
+
+def value_model(seed: int = 0) -> Activa:
+    torch.manual_seed(seed)
+    return Activa(VALUE_MODEL).eval()
+
+
+def query(seed: int, batch: int = 3, n_obs: int = 25, d: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(batch, n_obs, d, generator=g) * torch.tensor([1.0, 3.0, 0.5, 2.0])[:d] + 1.5
+    targets = torch.zeros(batch, d)
+    targets[torch.arange(batch), torch.arange(batch) % d] = 1.0
+    values = torch.randn(batch, generator=g) * 4.0
+    return obs, targets, torch.zeros(batch, dtype=torch.long), values
+
+
+def test_a_standardising_model_does_not_care_about_units() -> None:
+    """Rescaling and shifting every variable (and the value with its target) moves the prediction the same way."""
+    model = value_model()
+    obs, targets, index, values = query(0)
+    scale = torch.tensor([0.01, 250.0, 3.0, 1e4])
+    shift = torch.tensor([5.0, -1e3, 0.0, 2e4])
+    target_scale, target_shift = (targets * scale).sum(1), (targets * shift).sum(1)
+    plain = model.predict(obs, targets, index, prior_samples=4, generator=torch.Generator().manual_seed(1),
+                          values=values)
+    moved = model.predict(obs * scale + shift, targets, index, prior_samples=4,
+                          generator=torch.Generator().manual_seed(1), values=values * target_scale + target_shift)
+    torch.testing.assert_close(moved.means, plain.means * scale + shift, rtol=1e-4, atol=1e-3 * scale.max().item())
+    torch.testing.assert_close(moved.marginal_std, plain.marginal_std * scale, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(moved.weights, plain.weights)
+
+
+def test_the_value_reaches_a_value_encoded_model_and_its_loss_trains() -> None:
+    model = value_model()
+    obs, targets, index, values = query(1)
+    low = model.predict(obs, targets, index, generator=torch.Generator().manual_seed(0), values=values - 3.0)
+    high = model.predict(obs, targets, index, generator=torch.Generator().manual_seed(0), values=values + 3.0)
+    assert not torch.allclose(low.means, high.means)
+    with pytest.raises(ValueError, match="needs the intervention values"):
+        model.predict(obs, targets, index)
+
+    model.train()
+    x = obs + targets.unsqueeze(1) * 2.0
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for step in range(40):
+        loss = model.loss(obs, x, targets, index, values, generator=torch.Generator().manual_seed(step))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_relative_values_sit_the_drawn_number_of_sds_from_the_targets_observational_mean() -> None:
+    cfg = load_config("configs/universal.yaml", ["data.d=5", "data.n_samples=40", "data.kind=linear-gauss"]).data
+    batch = simulate(cfg, np.random.default_rng(0), 300)
+    obs, values = batch["obs"], batch["values"]  # (M, N, d), (M, C)
+    target = batch["targets"].argmax(-1)  # (M, C)
+    models = np.arange(len(obs))[:, None]
+    sds = (values - obs.mean(1)[models, target]) / obs.std(1)[models, target]
+    assert sds.min() >= -10.0 - 1e-3 and sds.max() <= 10.0 + 1e-3
+    assert abs(sds.mean()) < 0.3 and 5.4 < sds.std() < 6.2  # U(-10, 10): mean 0, std 5.77
+    realised = batch["int"][models, np.arange(values.shape[1])[None], :, target]  # (M, C, N)
+    assert np.abs(realised.mean(-1) - values).max() < 0.5  # the target sits at the value (+ jitter)
+
+
+def test_the_mixed_kind_draws_gaussian_and_beta_models_about_equally() -> None:
+    cfg = load_config("configs/universal.yaml", ["data.d=3", "data.linear.edge_prob=0.0"]).data
+    obs = simulate(cfg, np.random.default_rng(1), 400)["obs"]  # no edges: every variable is its own noise
+    beta_share = float(((obs >= 0) & (obs <= 1)).all(axis=(1, 2)).mean())
+    assert 0.4 < beta_share < 0.6
+
+
+def test_streamed_batches_draw_their_shape_and_keep_the_number_of_values() -> None:
+    cfg = load_config("configs/universal.yaml")
+    shapes = set()
+    for step in range(12):
+        batch = streamed_examples(cfg, 0, step, 128)
+        examples, n, d = batch["x"].shape
+        assert 2 <= d <= 20 and 20 <= n <= 100 and batch["obs"].shape == (examples, n, d)
+        assert abs(examples * n * d - 128 * 8 * 30) <= n * d  # the same values per batch, to one example
+        shapes.add((n, d))
+        again = streamed_examples(cfg, 0, step, 128)
+        assert all(np.array_equal(batch[key], again[key]) for key in batch)  # a function of (seed, rank, step)
+    assert len(shapes) >= 10
+
+    model = Activa(replace(VALUE_MODEL)).train()
+    reference = LossModule(model, reference_values=8 * 30)
+    plain = LossModule(model)
+    tensors = {key: torch.as_tensor(value) for key, value in streamed_examples(cfg, 0, 3, 64).items()}
+    n, d = tensors["x"].shape[1:]
+    scaled = reference(**tensors, generator=torch.Generator().manual_seed(0))["loss"]
+    unscaled = plain(**tensors, generator=torch.Generator().manual_seed(0))["loss"]
+    torch.testing.assert_close(scaled, unscaled * (8 * 30) / (n * d))
+
+
+def test_relative_values_need_a_value_encoded_model_and_ranges_are_checked() -> None:
+    with pytest.raises(ConfigError, match="model.intervention_encoding=index: must be value"):
+        load_config("configs/universal.yaml", ["model.intervention_encoding=index"])
+    with pytest.raises(ConfigError, match=r"data.d_range=\[5, 3\]: must be \[low, high\]"):
+        load_config("configs/universal.yaml", ["data.d_range=[5,3]"])
+    with pytest.raises(ConfigError, match="value_sd_range"):
+        load_config("configs/universal.yaml", ["data.linear.value_sd_range=[1]"])
+
+
+def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    index_model = Activa(replace(VALUE_MODEL, intervention_encoding="index", standardize=False))
+    save_model(index_model, tmp_path / "index")
+    model = value_model(seed=1)
+    counts = warm_start(model, tmp_path / "index")
+    assert counts["partial"] == 2 and counts["initialised"] == 0  # the two embeddings' input projections
+    source = index_model.observational_embedding.input_projection.weight
+    weight = model.observational_embedding.input_projection.weight  # (e, 3): data, is target, value
+    assert torch.equal(weight[:, :2], source) and torch.equal(weight[:, 2], torch.zeros(weight.shape[0]))
+    assert torch.equal(model.decoder.mean_head.weight, index_model.decoder.mean_head.weight)
+
+
+def value_predictor(tmp_path: Path) -> Predictor:
+    meta = {"data": {"d": 8, "n_samples": 30},
+            "config": {"data": {"d_range": [2, 20], "n_samples_range": [20, 100],
+                                "linear": {"value_sd_range": [-10.0, 10.0], "targets_per_intervention": 1}}},
+            "data_stats": {"obs_abs_mean": 1.0, "obs_std": 1.0}}
+    save_model(value_model(), tmp_path / "value", meta)
+    network, meta = load_model(tmp_path / "value")
+    return Predictor(network, meta)
+
+
+def test_predict_takes_any_value_in_any_units_and_warns_outside_the_trained_range(tmp_path: Path) -> None:
+    predictor = value_predictor(tmp_path)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(60, 5)) * 1000.0 + 5e4, columns=[f"g{j}" for j in range(5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scale, d or N warning: units do not matter to this model
+        prediction = predictor.predict(table, "g1", value=float(table["g1"].mean() + 2 * table["g1"].std()))
+    samples = prediction.sample(2000, seed=0)  # in the table's units: within a few of its stds of its mean
+    assert ((samples.mean() - table.mean()).abs() < 10 * table.std()).all()
+    assert ((samples.std() > 0.01 * table.std()) & (samples.std() < 100 * table.std())).all()
+    with pytest.warns(UserWarning, match=r"\+50 observational standard deviations .* within \[-10, 10\]"):
+        predictor.predict(table, "g1", value=float(table["g1"].mean() + 50 * table["g1"].std(ddof=0)))
+    with pytest.raises(PredictError, match="any value: give one with value="):
+        predictor.predict(table, "g1")
+    with pytest.warns(UserWarning, match=r"d = 25 variables; the model was trained on d in \[2, 20\]"):
+        predictor.predict(pd.DataFrame(rng.normal(size=(30, 25)), columns=[f"v{j}" for j in range(25)]), "v0",
+                          value=1.0)
+
+
+def test_a_table_longer_than_the_trained_n_is_answered_in_pooled_chunks(tmp_path: Path) -> None:
+    rows = np.arange(250 * 2, dtype=float).reshape(250, 2)
+    chunks = observation_chunks(rows, 100, seed=0)
+    assert chunks.shape == (3, 83, 2)
+    assert len(np.unique(chunks[..., 0])) == 3 * 83  # disjoint
+    assert observation_chunks(rows, 300, seed=0).shape == (1, 250, 2)
+
+    predictor = value_predictor(tmp_path)
+    table = pd.DataFrame(np.random.default_rng(1).normal(size=(250, 4)), columns=list("abcd"))
+    prediction = predictor.predict(table, "a", value=1.0, prior_samples=5)
+    assert prediction.mixture.num_components == 3 * 5 * VALUE_MODEL.decoder_components
+    np.testing.assert_allclose(prediction.weights.sum(), 1.0, rtol=1e-6)
+    short = predictor.predict(table.iloc[:100], "a", value=1.0, prior_samples=5)
+    assert short.mixture.num_components == 5 * VALUE_MODEL.decoder_components
