@@ -1,13 +1,17 @@
-"""Evaluate an exported ACTIVA model on a split of shards against baselines and the noise floor.
+"""Evaluate an exported ACTIVA model on a split of shards against baselines and the noise floor,
+or on a real interventional table.
 
     python jobs/evaluate.py --model RUN_DIR/export --data SHARDS_DIR --out DIR \
         [--split test] [--prior-samples 1 50] [--seed S] [--max-models M] \
         [--methods baseline no_effect oracle_graph lingam ges_mec] [--device cuda] [--wandb offline]
+    python jobs/evaluate.py --model gauss8 --real TABLE.csv --out DIR [--max-obs 200] [--prior-samples 1 50] [--seed S]
 
-Writes DIR/results.md (the paper's tables 1-2 layout), results.csv, results.json,
+Shards: writes DIR/results.md (the paper's tables 1-2 layout), results.csv, results.json,
 results_by_role.json (descendants vs non-descendants of the target), per_pair.csv,
-run_info.json and figures/*.png (activa_ray/eval/evaluate.py). A bad input: one line on
-stderr, exit status 2.
+run_info.json and figures/*.png (activa_ray/eval/evaluate.py). A real table (the format of
+activa_ray/eval/real.py): DIR/results.md, results.csv (per condition and method) and
+results.json, against the baseline, no-effect and the floor. A bad input: one line on stderr,
+exit status 2.
 """
 
 from __future__ import annotations
@@ -22,8 +26,27 @@ from activa_ray.config import ConfigError, config_from_dict
 from activa_ray.data.format import ShardError
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.evaluate import ACTIVA, EvaluationError, evaluate
+from activa_ray.eval.real import MAX_OBS, RealDataError, evaluate_real, read_real_table, write_real_report
 from activa_ray.model.io import ModelFileError
 from activa_ray.logging import init_run
+from activa_ray.predict import PredictError, load
+
+
+def evaluate_real_table(args: argparse.Namespace) -> int:
+    """--real: score the model on a real interventional table; 2 on a bad input."""
+    try:
+        evaluation = evaluate_real(
+            load(args.model), read_real_table(args.real), max_obs=args.max_obs,
+            prior_samples=args.prior_samples, permutations=args.permutations, seed=args.seed,
+        )
+    except (RealDataError, PredictError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    report = write_real_report(evaluation, args.out).resolve()
+    wsd = {method: stats["wsd"]["mean"] for method, stats in evaluation.summary.items()}
+    shown = ", ".join(f"{method} {value:.4f}" for method, value in wsd.items())
+    print(f"evaluated {evaluation.per_condition['condition'].nunique()} conditions: WSD {shown}; report {report}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="jobs/evaluate.py",
         description="Evaluate an exported ACTIVA model against baselines and the noise floor.",
     )
-    parser.add_argument("--model", required=True, help="exported model directory (RUN_DIR/export)")
-    parser.add_argument("--data", required=True, help="shard root written by jobs/generate.py")
+    parser.add_argument("--model", required=True, help="exported model directory (RUN_DIR/export); with --real also a shipped name (gauss8)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="shard root written by jobs/generate.py")
+    source.add_argument("--real", help="a real interventional table, .csv or .parquet (format: activa_ray/eval/real.py)")
     parser.add_argument("--out", required=True, help="output directory for results.* and figures/")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test, the one with int_ref)")
     parser.add_argument("--prior-samples", type=int, nargs="+", default=[1, 50], help="prior sample counts S (default: 1 50)")
@@ -48,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device for ACTIVA and the metrics (cpu, cuda, cuda:1)")
     parser.add_argument("--wandb", default="disabled", choices=["auto", "online", "offline", "disabled"], help="log to W&B (default: disabled)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--max-obs", type=int, default=MAX_OBS, help=f"--real: observational rows given to the model (default: {MAX_OBS})")
     args = parser.parse_args(argv)
+    if args.real is not None:
+        return evaluate_real_table(args)
 
     run = None
     try:
