@@ -78,10 +78,48 @@ def model_predict_d8(samples: int = 30, variables: int = 8, prior_samples: int =
         torch.set_num_threads(threads)
 
 
+def predict_universal(variables: int, rows: int = 100, prior_samples: int = 50, repeats: int = 20) -> dict:
+    """The shipped universal model through the user's API (Predictor.predict on a DataFrame, one query,
+    S = 50, effects included), on ONE CPU thread: median latency at d = `variables`, N = `rows`."""
+    import numpy as np
+    import pandas as pd
+
+    from activa_ray.predict import load
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predictor = load("universal")
+        columns = [f"v{j}" for j in range(variables)]
+        table = pd.DataFrame(np.random.default_rng(0).normal(size=(rows, variables)), columns=columns)
+        value = float(table["v0"].mean() + 2 * table["v0"].std())
+        for _ in range(3):
+            predictor.predict(table, "v0", value, prior_samples=prior_samples).effects()
+        times = []
+        for seed in range(repeats):
+            start = time.perf_counter()
+            predictor.predict(table, "v0", value, prior_samples=prior_samples, seed=seed).effects()
+            times.append(time.perf_counter() - start)
+        times.sort()
+        return {"d": variables, "rows": rows, "prior_samples": prior_samples,
+                "ms_per_query": round(1000 * times[len(times) // 2], 1), "ms_min": round(1000 * times[0], 1)}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def predict_universal_d8() -> dict:
+    return predict_universal(8)
+
+
+def predict_universal_d20() -> dict:
+    return predict_universal(20)
+
+
 def model_train_gauss8_hybrid() -> dict:
     """model_train_gauss8 with the hybrid objective (α = 1): the extra cost of decoding one latent per prior component."""
     return model_train_gauss8(prior_nll_weight=1.0)
 
 
 BENCHES = {"model_train_gauss8": model_train_gauss8, "model_train_gauss8_hybrid": model_train_gauss8_hybrid,
-           "model_predict_d8": model_predict_d8}
+           "model_predict_d8": model_predict_d8, "predict_universal_d8": predict_universal_d8,
+           "predict_universal_d20": predict_universal_d20}

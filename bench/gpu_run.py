@@ -89,9 +89,7 @@ def _init_simulator(cfg_dict: dict) -> None:
 def _simulate_batch(step: int, batch: int) -> dict:
     from activa_ray.train.step import streamed_examples
 
-    examples = streamed_examples(_WORKER_CFG, 0, step, batch)
-    examples.pop("values", None)  # to_torch does not use it; less to pickle
-    return examples
+    return streamed_examples(_WORKER_CFG, 0, step, batch)
 
 
 class Prefetcher:

@@ -62,6 +62,13 @@ def test_same_bytes_with_one_worker(written, tmp_path):
     assert files(tmp_path / "one") == files(root)
 
 
+def test_in_process_writes_the_same_bytes_without_ray(written, tmp_path):
+    root, manifest = written
+    again = generate(tiny_config(), tmp_path / "local", progress=False, in_process=True)
+    assert files(tmp_path / "local") == files(root)
+    assert again["splits"] == manifest["splits"]
+
+
 def test_rerun_keeps_shards_and_resume_rewrites_only_damaged_ones(written, tmp_path):
     root, _ = written
     copy = tmp_path / "copy"

@@ -197,8 +197,10 @@ def generate(
     overwrite: bool = False,
     num_cpus: int | None = None,
     progress: bool = True,
+    in_process: bool = False,
 ) -> dict:
-    """Write every shard of `cfg.data` under `out_dir` with Ray tasks; returns the manifest.
+    """Write every shard of `cfg.data` under `out_dir` with Ray tasks (in this process with `in_process`: small
+    sets, or beside a running Ray job); returns the manifest.
 
     Resumable: shards already complete are kept, missing or damaged ones are (re)written.
     A directory whose manifest holds another data config is refused unless `overwrite`.
@@ -227,13 +229,18 @@ def generate(
             edges[(plan.split, plan.index)] = found
 
     started_ray = False
-    if todo:
+    if todo and not in_process:
         # One simulation task per physical core: shards are CPU-bound, more would only add memory.
         started_ray = connect_or_start(num_cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES,
                                        include_dashboard=False)
     try:
         bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="shard", disable=not progress, desc="shards")
-        if todo:
+        if todo and in_process:
+            for plan in todo:
+                edges[(plan.split, plan.index)] = write_planned_shard(
+                    cfg.data, plan, str(shard_path(root, plan.split, plan.index)))
+                bar.update(1)
+        elif todo:
             parallel = num_cpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
             _write_with_ray(cfg.data, root, todo, parallel, edges, bar)
         bar.close()

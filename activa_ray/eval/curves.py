@@ -13,26 +13,35 @@ REFERENCES = {"baseline": ("conditional baseline", "#d62728"), "no_effect": ("no
               "floor": ("noise floor", "#2ca02c")}
 
 
-def read_curve(metrics_path: Path, batch_size: int) -> dict[str, list[float]]:
-    """Examples seen and validation metrics at every report that carries a fresh validation."""
+def read_curve(segments: list[tuple[str | os.PathLike, int]]) -> dict[str, list[float]]:
+    """Examples seen and validation metrics at every report that carries a fresh validation.
+
+    segments: (metrics.jsonl, batch size) of each stretch of one model's training in order (a run resumed
+    with another batch size, on another machine, is a new segment); a segment's first step follows the
+    previous one's last, and examples are counted from the batch size of the segment each step ran in.
+    """
     curve: dict[str, list[float]] = {"examples": [], "activa_mmd": [], "activa_wsd": [], "baseline_mmd": [],
                                      "baseline_wsd": []}
-    for line in metrics_path.read_text().splitlines():
-        record = json.loads(line)
-        if record.get("val/step", record["step"]) != record["step"] or "val/activa_mmd" not in record:
-            continue
-        curve["examples"].append(record["step"] * batch_size)
-        for key in list(curve)[1:]:
-            curve[key].append(record[f"val/{key}"])
+    examples_before, step_before = 0, 0
+    for metrics_path, batch_size in segments:
+        records = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+        for record in records:
+            if record.get("val/step", record["step"]) != record["step"] or "val/activa_mmd" not in record:
+                continue
+            curve["examples"].append(examples_before + (record["step"] - step_before) * batch_size)
+            for key in list(curve)[1:]:
+                curve[key].append(record[f"val/{key}"])
+        last = max(record["step"] for record in records)
+        examples_before, step_before = examples_before + (last - step_before) * batch_size, last
     return curve
 
 
 def learning_curve(
-    metrics_path: str | os.PathLike, batch_size: int, results_json: str | os.PathLike | None, title: str,
+    segments: list[tuple[str | os.PathLike, int]], results_json: str | os.PathLike | None, title: str,
     path: str | os.PathLike,
 ) -> Path:
     """Two panels (MMD, WSD) of ACTIVA's validation curve; test-split reference levels from results.json."""
-    curve = read_curve(Path(metrics_path), batch_size)
+    curve = read_curve(segments)
     references = json.loads(Path(results_json).read_text()) if results_json else {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for axis, metric in zip(axes, ("mmd", "wsd")):

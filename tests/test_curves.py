@@ -1,0 +1,32 @@
+"""Learning curves across training segments of different batch sizes (a CPU run continued on a GPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from activa_ray.eval.curves import learning_curve, read_curve
+
+
+def write_metrics(path: Path, steps: list[int], validated: set[int]) -> Path:
+    lines = []
+    for step in steps:
+        record = {"step": step, "train/loss": 1.0}
+        if step in validated:
+            record.update({"val/step": step, "val/activa_mmd": 1.0 / step, "val/activa_wsd": 2.0 / step,
+                           "val/baseline_mmd": 0.5, "val/baseline_wsd": 1.0})
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_examples_are_counted_with_each_segments_batch_size(tmp_path: Path) -> None:
+    cpu = write_metrics(tmp_path / "cpu.jsonl", [50, 100, 150, 200], {100, 200})
+    gpu = write_metrics(tmp_path / "gpu.jsonl", [250, 300], {300})
+    curve = read_curve([(cpu, 128), (gpu, 2048)])
+    assert curve["examples"] == [100 * 128, 200 * 128, 200 * 128 + 100 * 2048]
+    assert curve["activa_mmd"] == [1 / 100, 1 / 200, 1 / 300]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({m: {"mmd": {"mean": 0.4}, "wsd": {"mean": 3.0}} for m in ("baseline", "floor")}))
+    figure = learning_curve([(cpu, 128), (gpu, 2048)], results, "test", tmp_path / "curve.png")
+    assert figure.stat().st_size > 10_000
