@@ -536,12 +536,13 @@ def init_start(path: str | None, cfg) -> tuple[int, int, str]:
     """(step to start at, examples seen before, kind) of --init: an export, a checkpoint, or a Ray run dir."""
     if not path:
         return 0, 0, "none"
+    from activa_ray.pretrained import export_examples_seen
     from activa_ray.train.checkpoint import latest_checkpoint, read_checkpoint_state
 
     directory = Path(path)
     if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
         meta = json.loads((directory / "config.json").read_text()).get("meta") or {}
-        return int(meta.get("step", 0)), int(meta.get("examples_seen_total", 0)), "export"
+        return int(meta.get("step", 0)), export_examples_seen(meta), "export"
     checkpoint = directory if (directory / "state.json").is_file() else (
         latest_checkpoint(directory / "checkpoints") or latest_checkpoint(directory))
     if checkpoint is None:

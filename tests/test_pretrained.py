@@ -10,7 +10,7 @@ from activa_ray.pretrained import available, resolve
 
 
 def test_the_trained_presets_are_shipped():
-    assert {"gauss2", "beta2", "gauss8"} <= set(available())
+    assert {"gauss2", "beta2", "gauss8", "beta8", "sergio"} <= set(available())
 
 
 @pytest.mark.parametrize("name", available())
@@ -28,7 +28,8 @@ def test_a_shipped_model_loads_by_name_and_beats_the_conditional_baseline_on_its
     assert sum(p.numel() for p in model.parameters()) * 4 < 5.5e6  # at most ~5 MB of fp32 weights
     d = meta["data"]["d"]
     model.eval()
-    mixture = model.predict(torch.randn(2, 30, d), torch.eye(d)[:2], torch.zeros(2, dtype=torch.long))
+    mixture = model.predict(torch.randn(2, 30, d), torch.eye(d)[:2], torch.zeros(2, dtype=torch.long),
+                            values=torch.full((2,), 5.0))
     assert torch.isfinite(mixture.mean).all()
 
 

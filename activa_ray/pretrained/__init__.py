@@ -44,15 +44,23 @@ def evaluation_scores(eval_dir: Path) -> dict:
     } | {"pairs": next(iter(results.values()))["mmd"]["n"]}
 
 
+def export_examples_seen(meta: dict) -> int:
+    """(model, condition) examples an export was trained on: what its GPU run or shipping recorded, else
+    its step times its config's batch size (a run trained at one batch size from the start)."""
+    recorded = meta.get("examples_seen_total") or (meta.get("shipped") or {}).get("examples_seen")
+    if recorded:
+        return int(recorded)
+    return int(meta.get("step", 0)) * int(meta.get("config", {}).get("train", {}).get("batch_size", 0))
+
+
 def ship(export_dir: str | os.PathLike, name: str, eval_dir: str | os.PathLike, purpose: str) -> Path:
     """Copy a trained export into the package as `name`, recording its budget and test scores."""
     model, meta = load_model(export_dir)
-    train = meta.get("config", {}).get("train", {})
     meta["shipped"] = {
         "name": name,
         "purpose": purpose,
         "steps": meta.get("step"),
-        "examples_seen": meta.get("step", 0) * train.get("batch_size", 0),
+        "examples_seen": export_examples_seen(meta),
         "test_scores": evaluation_scores(Path(eval_dir)),
         "test_scores_note": "mean and standard error over (test model, condition) pairs; activa_s1: one prior sample",
     }
