@@ -10,7 +10,7 @@ from activa_ray.pretrained import available, resolve
 
 
 def test_the_trained_presets_are_shipped():
-    assert {"gauss2", "beta2", "gauss8", "beta8", "sergio"} <= set(available())
+    assert {"gauss2", "beta2", "gauss8", "beta8", "sergio", "universal"} <= set(available())
 
 
 @pytest.mark.parametrize("name", available())
@@ -50,3 +50,23 @@ def test_predict_loads_a_shipped_model_by_name_from_python_and_the_command_line(
     assert load_job("predict").main(["--model", "gauss2", "--data", str(csv), "--target", "x", "--value", "5",
                                 "--out", str(tmp_path / "pred")]) == 0
     assert (tmp_path / "pred" / "samples.csv").is_file()
+
+
+def test_predict_without_a_model_uses_the_universal_model_in_any_units_and_at_any_value(load_job, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from activa_ray.predict import load
+
+    predictor = load()
+    assert predictor.model.cfg.intervention_encoding == "value" and predictor.model.cfg.standardize
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(40, 6)) * 300.0 + 1e4, columns=[f"g{j}" for j in range(6)])
+    value = float(table["g2"].mean() - 2.5 * table["g2"].std())
+    prediction = predictor.predict(table, "g2", value=value, seed=0)
+    assert abs(prediction.mean["g2"] - value) < 0.5 * table["g2"].std()  # the target lands at the value asked
+    csv = tmp_path / "obs.csv"
+    table.to_csv(csv, index=False)
+    assert load_job("predict").main(["--data", str(csv), "--target", "g2", "--value", str(value),
+                                     "--out", str(tmp_path / "pred"), "--no-plot"]) == 0
+    assert (tmp_path / "pred" / "summary.json").is_file()
