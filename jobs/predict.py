@@ -7,8 +7,8 @@ Writes OUT/samples.csv (.parquet when the input is Parquet; the input's columns)
 (per variable: mean, std, 5/50/95% quantiles, the effect summary; the mixture weights) and
 OUT/marginals.png (observational vs predicted interventional marginals), and prints the effect
 summary. The outputs are written to a temporary folder and moved into OUT only when all three
-exist, so an error leaves OUT as it was (activa_ray/predict/outputs.py). Any error: one line on
-stderr, exit status 1.
+exist, so an error leaves OUT as it was (activa_ray/predict/outputs.py). Bad input: one line on
+stderr, exit status 2.
 """
 
 from __future__ import annotations

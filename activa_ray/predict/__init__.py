@@ -1,13 +1,14 @@
 """Predict interventional distributions for a user's own observational table (no Ray).
 
     from activa_ray.predict import load
-    predictor = load("runs/gauss8/export")
+    predictor = load()                  # the shipped universal model; or load("gauss8"), load("runs/x/export")
     prediction = predictor.predict(frame, target="gene_3", value=5.0)
     prediction.sample(1000, seed=0)     # DataFrame with the table's columns
     prediction.effects()                # per variable: shift of the mean, interval, P(no effect)
 
-tables.py checks the input table, predictor.py loads the model and answers queries (warning when
-the table's d, N or scale lie far from the training data), prediction.py holds one answer,
+tables.py checks the input table, predictor.py loads the model and answers queries (chunking tables
+longer than the trained N), domain.py warns when the table's d, N, scale or value lie outside what the
+model was trained on, prediction.py holds one answer,
 effects.py the effect maths, plots.py the marginal plot, outputs.py the files jobs/predict.py writes.
 """
 
