@@ -129,6 +129,8 @@ def test_relative_values_need_a_value_encoded_model_and_ranges_are_checked() -> 
         load_config("configs/universal.yaml", ["data.d_range=[5,3]"])
     with pytest.raises(ConfigError, match="value_sd_range"):
         load_config("configs/universal.yaml", ["data.linear.value_sd_range=[1]"])
+    with pytest.raises(ConfigError, match="train.init_from=no-such-model: must be an exported model folder"):
+        load_config("configs/universal.yaml", ["train.init_from=no-such-model"])
 
 
 def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_path: Path) -> None:
