@@ -91,11 +91,14 @@ def intervention_table(data_cfg: DataConfig) -> list[float]:
     return list(fixed) if fixed is not None else [float(v) for v in data_cfg.linear.intervention_values]
 
 
+def draws_relative_values(data_cfg: DataConfig) -> bool:
+    """True where each condition's value is drawn relative to its target's spread (data.linear.value_sd_range)."""
+    return kind_of(data_cfg.kind).linear and bool(data_cfg.linear.value_sd_range)
+
+
 def values_per_variable(data_cfg: DataConfig) -> int:
     """Conditions per variable in a simulated model: one per table value, or one drawn value (value_sd_range)."""
-    if kind_of(data_cfg.kind).linear and data_cfg.linear.value_sd_range:
-        return 1
-    return len(intervention_table(data_cfg))
+    return 1 if draws_relative_values(data_cfg) else len(intervention_table(data_cfg))
 
 
 def model_fit_problems(model_cfg: ModelConfig, data_cfg: DataConfig) -> list[str]:
@@ -103,8 +106,7 @@ def model_fit_problems(model_cfg: ModelConfig, data_cfg: DataConfig) -> list[str
     the data's value_index indexes the model's table of values, so the two must be the same list."""
     problems = []
     kind, values = kind_of(data_cfg.kind), intervention_table(data_cfg)
-    relative = kind.linear and bool(data_cfg.linear.value_sd_range)
-    if relative and model_cfg.intervention_encoding != "value":
+    if draws_relative_values(data_cfg) and model_cfg.intervention_encoding != "value":
         problems.append(f"model.intervention_encoding={model_cfg.intervention_encoding}: must be value for "
                         f"data.linear.value_sd_range={data_cfg.linear.value_sd_range} (values vary per condition)")
     if model_cfg.intervention_encoding == "index" and [float(v) for v in model_cfg.intervention_values] != values:

@@ -34,9 +34,7 @@ def check_data_config(data_cfg: DataConfig) -> None:
         problems += low_high_problems(linear, "data.linear", ("weight", "beta_param"))
         if not linear.intervention_values:
             problems.append("data.linear.intervention_values=[]: must hold at least one value")
-        if linear.value_sd_range and (len(linear.value_sd_range) != 2
-                                      or linear.value_sd_range[0] > linear.value_sd_range[1]):
-            problems.append(f"data.linear.value_sd_range={linear.value_sd_range}: must be [low, high] with low <= high")
+        problems += bounds_problems("data.linear.value_sd_range", linear.value_sd_range)
         if linear.value_sd_range and linear.targets_per_intervention > 1:
             problems.append("data.linear.value_sd_range: values relative to the target's spread need "
                             "targets_per_intervention=1")
@@ -45,12 +43,18 @@ def check_data_config(data_cfg: DataConfig) -> None:
                 f"data.linear.targets_per_intervention={linear.targets_per_intervention}: "
                 f"must be <= data.d={data_cfg.d}"
             )
-    for name, low_bound in (("d_range", 1), ("n_samples_range", 2)):
-        bounds = getattr(data_cfg, name)
-        if bounds and (len(bounds) != 2 or not low_bound <= bounds[0] <= bounds[1]):
-            problems.append(f"data.{name}={bounds}: must be [low, high] with {low_bound} <= low <= high")
+    problems += bounds_problems("data.d_range", data_cfg.d_range, minimum=1)
+    problems += bounds_problems("data.n_samples_range", data_cfg.n_samples_range, minimum=2)
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def bounds_problems(key: str, bounds: list, minimum: float | None = None) -> list[str]:
+    """The problem with an optional [low, high] list ([]: unset, fine), as one `key=value: must be ...` line."""
+    at_least = "" if minimum is None else f"{minimum} <= "
+    if bounds and (len(bounds) != 2 or bounds[0] > bounds[1] or (minimum is not None and bounds[0] < minimum)):
+        return [f"{key}={bounds}: must be [low, high] with {at_least}low <= high"]
+    return []
 
 
 def simulate(data_cfg: DataConfig, rng: np.random.Generator, n_models: int, with_ref: bool = False) -> dict:

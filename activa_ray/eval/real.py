@@ -45,6 +45,7 @@ from activa_ray.eval.report import METRIC_TITLES, REPORT_METRICS, summarize, wri
 from activa_ray.eval.shard import FLOOR, activa_name
 from activa_ray.io_utils import atomic_write_text
 from activa_ray.predict import PredictError, Predictor, as_table
+from activa_ray.predict.tables import read_frame
 
 INTERVENTION_COLUMN = "intervention"
 OBSERVATIONAL = "observational"
@@ -112,21 +113,9 @@ def as_real_table(frame: pd.DataFrame, source: str = "table", line_offset: int |
 
 def read_real_table(path: str | os.PathLike) -> RealTable:
     """Read and check a CSV (with a header row) or Parquet file in the format above."""
-    path = Path(path)
-    if not path.is_file():
-        raise RealDataError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise RealDataError(f"{path}: expected a .csv or .parquet file")
-    try:
-        # Only an empty cell is missing: a variable named "NA" or "null" stays a name.
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""]) if suffix == ".csv" else pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise RealDataError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RealDataError(f"{path}: cannot be read as {suffix[1:]} ({first_line})") from None
-    return as_real_table(frame, source=str(path), line_offset=2 if suffix == ".csv" else None)
+    # Only an empty cell is missing: a variable named "NA" or "null" stays a name.
+    frame, line_offset = read_frame(path, RealDataError, keep_default_na=False, na_values=[""])
+    return as_real_table(frame, source=str(Path(path)), line_offset=line_offset)
 
 
 @dataclass
@@ -140,12 +129,10 @@ class RealEvaluation:
 def _activa_samples(predictor: Predictor, obs: pd.DataFrame, target: str, value: float, n: int,
                     prior_samples: int, seed: int) -> tuple[np.ndarray, float]:
     """(n, d) samples of ACTIVA's prediction and the value it answered for: the realised level, or,
-    for a model that knows only a table of values and refuses it, the table's nearest value."""
-    try:
-        prediction = predictor.predict_many(obs, [(target, value)], prior_samples=prior_samples, seed=seed)[0]
-    except PredictError:
-        nearest = min(predictor.intervention_values, key=lambda known: abs(known - value))
-        prediction = predictor.predict_many(obs, [(target, nearest)], prior_samples=prior_samples, seed=seed)[0]
+    for a model that knows only a table of values, the table's nearest value."""
+    if not predictor.value_encoded:
+        value = min(predictor.intervention_values, key=lambda known: abs(known - value))
+    prediction = predictor.predict_many(obs, [(target, value)], prior_samples=prior_samples, seed=seed)[0]
     return prediction.sample(n, seed=seed).to_numpy(), float(prediction.value)
 
 

@@ -71,10 +71,10 @@ class Predictor:
         self.domain = TrainedDomain.from_meta(self.meta, model.cfg)
         missing = [
             name for name, value in (
-                ("data.d", self.trained_d),
-                ("data.n_samples", self.trained_n_samples),
-                ("data_stats.obs_abs_mean", meta_value(self.meta, "data_stats", "obs_abs_mean")),
-                ("data_stats.obs_std", meta_value(self.meta, "data_stats", "obs_std")),
+                ("data.d", self.domain.d),
+                ("data.n_samples", self.domain.n_samples),
+                ("data_stats.obs_abs_mean", self.domain.obs_abs_mean),
+                ("data_stats.obs_std", self.domain.obs_std),
                 ("config.data.linear.targets_per_intervention", self.targets_per_intervention),
             ) if value is None
         ]
@@ -88,14 +88,6 @@ class Predictor:
     @property
     def intervention_values(self) -> list[float]:
         return [float(v) for v in self.model.cfg.intervention_values]
-
-    @property
-    def trained_d(self) -> int | None:
-        return meta_value(self.meta, "data", "d")
-
-    @property
-    def trained_n_samples(self) -> int | None:
-        return meta_value(self.meta, "data", "n_samples")
 
     @property
     def targets_per_intervention(self) -> int | None:

@@ -104,25 +104,28 @@ def as_table(
     return pd.DataFrame(values, columns=names)
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read and check a CSV (with a header row) or Parquet table -> float64 DataFrame."""
+def read_frame(path: str | os.PathLike, error: type[ValueError], **csv_options) -> tuple[pd.DataFrame, int | None]:
+    """The raw frame of a CSV (with a header row) or Parquet file, and the file line of its first row (None for
+    Parquet); a missing, empty or unreadable file raises `error` naming it. `csv_options` go to pandas.read_csv."""
     path = Path(path)
     if not path.is_file():
-        raise PredictError(f"{path}: no such file")
+        raise error(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise PredictError(f"{path}: expected a .csv or .parquet file")
+        raise error(f"{path}: expected a .csv or .parquet file")
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path)
-            line_offset = 2  # line 1 is the header
-        else:
-            frame = pd.read_parquet(path)
-            line_offset = None
+            return pd.read_csv(path, **csv_options), 2  # line 1 is the header
+        return pd.read_parquet(path), None
     except pd.errors.EmptyDataError:
-        raise PredictError(f"{path}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PredictError(f"{path}: cannot be read as {suffix[1:]} ({first_line})") from None
-    return as_table(frame, source=str(path), line_offset=line_offset)
+        raise error(f"{path}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as problem:
+        first_line = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
+        raise error(f"{path}: cannot be read as {suffix[1:]} ({first_line})") from None
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and check a CSV (with a header row) or Parquet table -> float64 DataFrame."""
+    frame, line_offset = read_frame(path, PredictError)
+    return as_table(frame, source=str(Path(path)), line_offset=line_offset)
 

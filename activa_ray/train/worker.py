@@ -67,13 +67,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     model = Activa(cfg.model).to(device)
     optimizer = build_optimizer(model, cfg)
     step, extra = 0, {}
-    if cfg.train.init_from:
-        warm_start(model, resolve(cfg.train.init_from))  # a checkpoint below, when resuming, replaces these
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = load_checkpoint(directory, model, optimizer, asdict(cfg.model))
         step, extra = state["step"], state["extra"]
+    elif cfg.train.init_from:  # a fresh run only: a resumed one has its own weights
+        warm_start(model, resolve(cfg.train.init_from))
     if cfg.train.compile:
         compile_model(model)
     loss_module = LossModule(model, cfg.train.prior_nll_weight, reference_values(cfg))
