@@ -21,7 +21,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -38,6 +38,7 @@ from activa_ray.config import (
     to_dict,
 )
 from activa_ray.io_utils import atomic_write_text
+from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, Range
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 
@@ -54,8 +55,20 @@ class SweepSettings:
     num_samples: int = 8  # samples of the space (each grid point is repeated num_samples times)
     search: Literal["random", "optuna", "hyperopt"] = "random"
     scheduler: Literal["asha", "none"] = "asha"
-    grace_period: int = 2  # ASHA: reports before a trial can be stopped
+    # ASHA: how long a trial runs before it can be stopped, in reports (or in seconds with budget_s).
+    grace_period: int = 2
     reduction_factor: int = 2
+    # >0: every trial gets this many seconds of wall clock and ASHA compares trials at equal seconds, so
+    # the sweep ranks what learns most per CPU-hour (a small model or batch that takes more steps may win).
+    budget_s: float = 0.0
+    # >0: every trial logs and validates each this many examples, whatever its batch size, so validation
+    # costs every trial the same share of its budget.
+    report_every_examples: int = 0
+
+    RANGES: ClassVar[dict[str, Range]] = {
+        "num_samples": AT_LEAST_1, "grace_period": AT_LEAST_1, "reduction_factor": Range(2),
+        "max_concurrent_trials": AT_LEAST_0, "budget_s": AT_LEAST_0, "report_every_examples": AT_LEAST_0,
+    }
     max_concurrent_trials: int = 0  # 0: derived from the cluster and the workers per trial
     seed: int = 0
 
@@ -72,8 +85,12 @@ def _dotted_to_tree(params: dict[str, Any]) -> dict:
     return parse_dotlist([f"{k}={json.dumps(v)}" for k, v in params.items()])
 
 
-def trial_config(base: dict, params: dict[str, Any]) -> Config:
-    return config_from_dict(deep_merge(base, _dotted_to_tree(params)), source="sweep trial")
+def trial_config(base: dict, params: dict[str, Any], report_every_examples: int = 0) -> Config:
+    tree = deep_merge(base, _dotted_to_tree(params))
+    if report_every_examples:
+        every = max(1, -(-report_every_examples // tree["train"]["batch_size"]))
+        tree = deep_merge(tree, {"train": {"log_every": every, "val_every": every}})
+    return config_from_dict(tree, source="sweep trial")
 
 
 def _check_space(space: dict, base: dict, source: str) -> None:
@@ -130,14 +147,14 @@ def _search_space(space: dict) -> dict:
     return {key: samplers[kind](args) for key, spec in space.items() for kind, args in spec.items()}
 
 
-def run_trial(params: dict, base: dict) -> None:
+def run_trial(params: dict, base: dict, report_every_examples: int) -> None:
     """The Tune function trainable: one full Ray Train run with the trial's parameters."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from activa_ray.train.trainer import build_trainer
 
-    cfg = trial_config(base, params)
+    cfg = trial_config(base, params, report_every_examples)
     run_dir = Path(tune.get_context().get_trial_dir())
     save_config(cfg, run_dir / "config.yaml")
     build_trainer(cfg, run_dir, callbacks=[TuneReportCallback()]).fit()
@@ -188,16 +205,20 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
         workers_per_node = concurrent * base_cfg.train.workers
         base["train"]["threads_per_worker"] = max(1, (os.cpu_count() or 1) // workers_per_node)
     # Tune's function trainable only launches the TorchTrainer; its workers hold the resources.
-    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base), {"CPU": 0.1})
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=base, report_every_examples=sweep.tune.report_every_examples),
+        {"CPU": 0.1})
     tuner_path = out_dir / "tuner"
     if tune.Tuner.can_restore(str(tuner_path)):
         tuner = tune.Tuner.restore(str(tuner_path), trainable=trainable, resume_errored=True)
     else:
+        budget_s = sweep.tune.budget_s
         scheduler = None
         if sweep.tune.scheduler == "asha":
-            scheduler = ASHAScheduler(time_attr="training_iteration", grace_period=sweep.tune.grace_period,
+            scheduler = ASHAScheduler(time_attr="time_total_s" if budget_s else "training_iteration",
+                                      grace_period=sweep.tune.grace_period,
                                       reduction_factor=sweep.tune.reduction_factor,
-                                      max_t=max(sweep.tune.grace_period, _reports_per_trial(base_cfg)))
+                                      max_t=budget_s or max(sweep.tune.grace_period, _reports_per_trial(base_cfg)))
         tuner = tune.Tuner(
             trainable,
             param_space=_search_space(sweep.space),
@@ -206,7 +227,8 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
                 search_alg=_searcher(sweep.tune), scheduler=scheduler,
                 max_concurrent_trials=concurrent,
             ),
-            run_config=tune.RunConfig(name="tuner", storage_path=str(out_dir)),
+            run_config=tune.RunConfig(name="tuner", storage_path=str(out_dir),
+                                      stop={"time_total_s": budget_s} if budget_s else None),
         )
     results = tuner.fit()
     return summarize(results, sweep, base, out_dir)
@@ -223,9 +245,12 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
     for result in results:
         params = dict(result.config or {})
         metrics = result.metrics or {}
-        rows.append({"trial": Path(result.path).name, **params, "step": metrics.get("step"),
-                     metric: metrics.get(metric), "iterations": metrics.get("training_iteration"),
-                     "error": bool(result.error)})
+        step = metrics.get("step")
+        batch_size = trial_config(base, params).train.batch_size
+        rows.append({"trial": Path(result.path).name, **params, "step": step,
+                     "examples": step * batch_size if step is not None else None,
+                     "seconds": metrics.get("time_total_s"), metric: metrics.get(metric),
+                     "iterations": metrics.get("training_iteration"), "error": bool(result.error)})
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
