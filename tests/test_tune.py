@@ -100,6 +100,30 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
     assert sorted(pd.read_csv(out / "trials.csv")["iterations"]) == [4, 4]
 
 
+def test_a_wall_clock_sweep_gives_every_trial_the_same_seconds_and_reports_at_equal_examples(ray_cluster, tmp_path):
+    budget_s = 15
+    sweep_file = write_sweep(
+        tmp_path / "sweep.yaml",
+        overrides=["wandb.mode=disabled", "train.steps=1000000", "train.ckpt_every=1000000", "train.val_models=4"],
+        space={"train.batch_size": {"grid": [4, 16]}},
+        tune={**SWEEP["tune"], "metric": "val/activa_mmd", "mode": "min", "scheduler": "none",
+              "budget_s": budget_s, "report_every_examples": 64, "max_concurrent_trials": 2},
+    )
+    run_sweep(sweep_file, tmp_path / "out")
+    trials = pd.read_csv(tmp_path / "out" / "trials.csv").set_index("train.batch_size")
+    assert not trials["error"].any()
+    for batch_size, trial in trials.iterrows():
+        # Stopped by the clock, far short of train.steps, within one report of the budget.
+        assert budget_s <= trial["seconds"] < budget_s + 10 and 0 < trial["step"] < 1_000_000
+        assert trial["examples"] == trial["step"] * batch_size
+        trial_dir = tmp_path / "out" / "tuner" / trial["trial"]
+        assert load_config(trial_dir / "config.yaml").train.val_every == 64 // batch_size
+        reported = [json.loads(line)["step"] for line in (trial_dir / "metrics.jsonl").read_text().splitlines()]
+        assert reported and all(step * batch_size % 64 == 0 for step in reported)
+        assert 0 < trial["val/activa_mmd@1s"] < 2  # every trial's metric at ASHA's first rung, in seconds
+        assert trial["val/activa_wsd"] > 0 and trial["val/baseline_wsd"] > 0
+
+
 def test_invalid_spaces_are_refused_with_the_key(tmp_path):
     odd = write_sweep(tmp_path / "odd.yaml", space={"model.encoder_layers": {"choice": [2, 3]}})
     with pytest.raises(ConfigError, match="encoder_layers.*even"):
@@ -114,5 +138,8 @@ def test_invalid_spaces_are_refused_with_the_key(tmp_path):
     incomparable = write_sweep(tmp_path / "loss.yaml", tune={**SWEEP["tune"], "metric": "val/loss", "mode": "min"})
     with pytest.raises(ConfigError, match=r"val/loss is not comparable .*model\.beta"):
         load_sweep(incomparable)
+    negative = write_sweep(tmp_path / "budget.yaml", tune={**SWEEP["tune"], "budget_s": -60})
+    with pytest.raises(ConfigError, match=r"tune.budget_s=-60.0: must be >= 0"):
+        load_sweep(negative)
     assert load_sweep(write_sweep(tmp_path / "lr_only.yaml", space={"train.lr": {"grid": [0.001]}},
                                   tune={**SWEEP["tune"], "metric": "val/loss", "mode": "min"}))

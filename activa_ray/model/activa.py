@@ -28,6 +28,7 @@ e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = deco
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -89,6 +90,16 @@ class Standardization:
 
     def to_data(self, mixture: GaussianMixture) -> GaussianMixture:
         return mixture.affine(self.loc, self.scale) if self.enabled else mixture
+
+
+class Query(NamedTuple):
+    """A checked batch of queries in the model's terms."""
+
+    frame: Standardization  # the observational sample's standardisation
+    obs: torch.Tensor  # (B, N_obs, d), model units
+    x: torch.Tensor | None  # (B, N, d), model units (training and reconstruction only)
+    representation: torch.Tensor  # I (B, d, |I|) or (B, d, 2)
+    values: torch.Tensor  # (B,) the queries' values, data units
 
 
 def with_intervention(data: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
@@ -217,15 +228,26 @@ class Activa(nn.Module):
         return values.to(dtype=torch.float32)
 
     def prepare(
-        self, obs: torch.Tensor, targets: torch.Tensor, value_index: torch.Tensor, values: torch.Tensor
-    ) -> tuple[Standardization, torch.Tensor, torch.Tensor]:
-        """The standardisation of obs (B, N_obs, d), obs in the model's units, and I (B, d, |I| or 2)."""
+        self,
+        obs: torch.Tensor,
+        targets: torch.Tensor,
+        value_index: torch.Tensor,
+        values: torch.Tensor | None,
+        x: torch.Tensor | None = None,
+    ) -> Query:
+        """Check a batch of queries and put it in the model's terms (see `Query`)."""
+        self.check_query(obs, targets, value_index, "obs")
+        if x is not None:
+            if x.dim() == 3 and obs.shape[-1] != x.shape[-1]:
+                raise ValueError(f"obs and x must have the same d; got {obs.shape[-1]} and {x.shape[-1]}")
+            self.check_query(x, targets, value_index, "x")
+        values = self.query_values(value_index, values)
         frame = Standardization(obs, self.cfg.standardize)
         if self.cfg.intervention_encoding == "value":
             representation = value_representation(targets.float(), frame.values_to_model(values))
         else:
             representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
-        return frame, frame.to_model(obs), representation
+        return Query(frame, frame.to_model(obs), None if x is None else frame.to_model(x), representation, values)
 
     def embed(self, obs: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
         """h' = h_alpha'(D, I): (B, N_obs, d), (B, d, |I|) -> (B, d, e)."""
@@ -288,13 +310,8 @@ class Activa(nn.Module):
         """
         if not prior_nll_weight >= 0.0:
             raise ValueError(f"prior_nll_weight must be >= 0; got {prior_nll_weight!r}")
-        self.check_query(obs, targets, value_index, "obs")
-        if x.dim() == 3 and obs.shape[-1] != x.shape[-1]:
-            raise ValueError(f"obs and x must have the same d; got {obs.shape[-1]} and {x.shape[-1]}")
-        self.check_query(x, targets, value_index, "x")
         cfg = self.cfg
-        frame, obs, representation = self.prepare(obs, targets, value_index, self.query_values(value_index, values))
-        x = frame.to_model(x)
+        _, obs, x, representation, _ = self.prepare(obs, targets, value_index, values, x)
         h_obs, mu = self.encode(obs, x, representation)  # (B, d, e), (B, d, z)
         prior_logits, prior_means = self.prior(h_obs)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
@@ -382,11 +399,8 @@ class Activa(nn.Module):
         but `predict` does not, the decoder can represent the answer and the prior has not yet
         learnt to find it from D alone. Call `model.eval()` first (dropout).
         """
-        self.check_query(obs, targets, value_index, "obs")
-        self.check_query(x, targets, value_index, "x")
-        values = self.query_values(value_index, values)
-        frame, obs, representation = self.prepare(obs, targets, value_index, values)
-        _, mu = self.encode(obs, frame.to_model(x), representation)  # (B, d, z)
+        frame, obs, x, representation, values = self.prepare(obs, targets, value_index, values, x)
+        _, mu = self.encode(obs, x, representation)  # (B, d, z)
         pinned_mask, pinned_values = self.pinning(targets, frame, values)
         logits, means, scale_tril = self.decode(mu.float(), pinned_mask)
         return frame.to_data(GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values))
@@ -409,15 +423,13 @@ class Activa(nn.Module):
         a value-encoded model needs them); with cfg.point_mass_interventions the targets are
         pinned to them. Call `model.eval()` first (dropout).
         """
-        self.check_query(obs, targets, value_index, "obs")
         if not bool(torch.isfinite(obs).all()):
             raise ValueError("obs contains NaN or infinite values; the model needs complete, finite data")
         if prior_samples < 1:
             raise ValueError(f"prior_samples must be >= 1; got {prior_samples}")
         cfg = self.cfg
+        frame, obs, _, representation, values = self.prepare(obs, targets, value_index, values)
         batch, _, variables = obs.shape
-        values = self.query_values(value_index, values)
-        frame, obs, representation = self.prepare(obs, targets, value_index, values)
         prior_logits, prior_means = self.prior(self.embed(obs, representation))  # (B, k), (B, k, d, z)
         component = torch.multinomial(
             torch.softmax(prior_logits.float(), -1), prior_samples, replacement=True, generator=generator

@@ -123,11 +123,12 @@ def streamed_examples(cfg: Config, rank: int, step: int, n_examples: int) -> dic
     """
     rng = stream_rng(cfg.train.seed, rank, step)
     data_cfg = cfg.data
-    if data_cfg.d_range or data_cfg.n_samples_range:
+    nominal_values = reference_values(cfg)
+    if nominal_values is not None:
         d = int(rng.integers(data_cfg.d_range[0], data_cfg.d_range[1] + 1)) if data_cfg.d_range else data_cfg.d
         n = (int(rng.integers(data_cfg.n_samples_range[0], data_cfg.n_samples_range[1] + 1))
              if data_cfg.n_samples_range else data_cfg.n_samples)
-        n_examples = max(1, round(n_examples * data_cfg.d * data_cfg.n_samples / (d * n)))
+        n_examples = max(1, round(n_examples * nominal_values / (d * n)))
         data_cfg = replace(data_cfg, d=d, n_samples=n)
     n_conditions = data_cfg.d * values_per_variable(data_cfg)
     n_models = -(-n_examples // n_conditions)

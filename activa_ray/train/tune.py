@@ -38,10 +38,14 @@ from activa_ray.config import (
     to_dict,
 )
 from activa_ray.io_utils import atomic_write_text
-from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, Range
+from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, Range, range_problems
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
 
+
+# Reported beside the sweep's metric in trials.csv: the three metrics and the baseline they must beat.
+TABLE_METRICS = ("val/activa_mmd", "val/activa_wsd", "val/activa_erg", "val/baseline_mmd", "val/baseline_wsd",
+                 "val/baseline_erg", "train/examples_per_s")
 
 # Keys that change what val/loss measures (it weighs the KL by β and adds α · prior NLL): a sweep over
 # them must rank trials by something comparable, such as val/activa_mmd or val/elbo.
@@ -124,6 +128,9 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> t
     sweep = build_dataclass(SweepFile, tree, "", str(path))
     if not sweep.space:
         raise ConfigError(f"{path}: the sweep needs a non-empty `space`")
+    problems = range_problems(sweep.tune, "tune")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
     base_path = Path(sweep.base) if sweep.base else None
     if base_path is not None and not base_path.is_absolute() and not base_path.exists():
         base_path = Path(path).parent.parent / sweep.base  # relative to the repository root
@@ -238,9 +245,23 @@ def _reports_per_trial(cfg: Config) -> int:
     return -(-cfg.train.steps // min(cfg.train.log_every, cfg.train.val_every, cfg.train.ckpt_every))
 
 
+def _metric_at_seconds(result, metric: str, seconds: float) -> float | None:
+    """The metric at the trial's first report at or after `seconds` of its wall clock."""
+    reports = result.metrics_dataframe
+    if reports is None or metric not in reports or "time_total_s" not in reports:
+        return None
+    reached = reports[reports["time_total_s"] >= seconds]
+    return None if reached.empty else float(reached[metric].iloc[0])
+
+
 def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
-    """trials.csv (every trial), best_config.yaml and best.json (the best finished trial)."""
+    """trials.csv (every trial), best_config.yaml and best.json (the best finished trial).
+
+    A wall-clock sweep's table also holds the metric at ASHA's first rung (grace_period seconds),
+    which every trial reached: the one comparison at equal seconds that includes stopped trials.
+    """
     metric, mode = sweep.tune.metric, sweep.tune.mode
+    first_rung = sweep.tune.grace_period if sweep.tune.budget_s else None
     rows = []
     for result in results:
         params = dict(result.config or {})
@@ -250,7 +271,10 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
         rows.append({"trial": Path(result.path).name, **params, "step": step,
                      "examples": step * batch_size if step is not None else None,
                      "seconds": metrics.get("time_total_s"), metric: metrics.get(metric),
+                     **{key: metrics.get(key) for key in TABLE_METRICS if key != metric},
                      "iterations": metrics.get("training_iteration"), "error": bool(result.error)})
+        if first_rung is not None:
+            rows[-1][f"{metric}@{first_rung}s"] = _metric_at_seconds(result, metric, first_rung)
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
