@@ -268,13 +268,14 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
         metrics = result.metrics or {}
         step = metrics.get("step")
         batch_size = trial_config(base, params).train.batch_size
-        rows.append({"trial": Path(result.path).name, **params, "step": step,
-                     "examples": step * batch_size if step is not None else None,
-                     "seconds": metrics.get("time_total_s"), metric: metrics.get(metric),
-                     **{key: metrics.get(key) for key in TABLE_METRICS if key != metric},
-                     "iterations": metrics.get("training_iteration"), "error": bool(result.error)})
+        row = {"trial": Path(result.path).name, **params, "step": step,
+               "examples": step * batch_size if step is not None else None,
+               "seconds": metrics.get("time_total_s"), metric: metrics.get(metric),
+               **{key: metrics.get(key) for key in TABLE_METRICS if key != metric},
+               "iterations": metrics.get("training_iteration"), "error": bool(result.error)}
         if first_rung is not None:
-            rows[-1][f"{metric}@{first_rung}s"] = _metric_at_seconds(result, metric, first_rung)
+            row[f"{metric}@{first_rung}s"] = _metric_at_seconds(result, metric, first_rung)
+        rows.append(row)
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
