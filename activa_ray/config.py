@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,20 @@ from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, Range,
 
 class ConfigError(ValueError):
     """A config file, override or value that does not fit the config tree."""
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, which follows YAML 1.1 and so reads 1e-4 (no dot) as a string; this one
+    reads it as the number everyone means (as YAML 1.2 does)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789.")
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)
 
 
 @dataclass
@@ -262,7 +277,7 @@ def parse_dotlist(overrides: list[str]) -> dict:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.steps=100")
         key, raw = item.split("=", 1)
         # YAML parses numbers, booleans, null and [lists] the way a user would write them.
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = load_yaml(raw) if raw != "" else ""
         node = tree
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -278,7 +293,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = load_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if loaded is None:

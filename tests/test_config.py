@@ -29,6 +29,17 @@ def test_yaml_overrides_defaults_and_cli_overrides_yaml(tmp_path):
     assert cfg.data.n_samples == Config().data.n_samples
 
 
+def test_exponent_numbers_without_a_dot_are_numbers_in_files_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {lr: 3e-4}\nmodel: {beta: 1E-2}\n")
+    cfg = load_config(path, ["train.weight_decay=1e-5"])
+    assert (cfg.train.lr, cfg.model.beta, cfg.train.weight_decay) == (3e-4, 1e-2, 1e-5)
+    with pytest.raises(ConfigError, match=r"train\.lr .*expected a number, got 'e-4'"):
+        load_config(None, ["train.lr=e-4"])
+    with pytest.raises(ConfigError, match=r"data\.d .*expected an integer, got 1000\.0"):
+        load_config(None, ["data.d=1e3"])
+
+
 SERGIO = ["data.kind=sergio", "model.intervention_values=[0.0]", "model.point_mass_interventions=true"]
 
 

@@ -143,3 +143,10 @@ def test_invalid_spaces_are_refused_with_the_key(tmp_path):
         load_sweep(negative)
     assert load_sweep(write_sweep(tmp_path / "lr_only.yaml", space={"train.lr": {"grid": [0.001]}},
                                   tune={**SWEEP["tune"], "metric": "val/loss", "mode": "min"}))
+
+
+def test_bounds_written_like_1e_4_are_read_as_numbers(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**SWEEP, "space": {}}).replace("space: {}", "space:\n  train.lr: {loguniform: [1e-4, 3e-3]}"))
+    sweep, _ = load_sweep(path)
+    assert sweep.space["train.lr"] == {"loguniform": [1e-4, 3e-3]}
