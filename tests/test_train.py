@@ -64,6 +64,7 @@ def test_keeps_the_last_checkpoints_and_exports_a_model_that_loads_without_ray(d
     assert kept == ["step_00000020", "step_00000030"]
     exported, meta = load_model(result["export"])
     assert meta["step"] == 30 and meta["data"]["d"] == cfg.data.d
+    assert meta["examples_seen_total"] == 30 * cfg.train.batch_size and "warm_start" not in meta
     from_checkpoint = Activa(cfg.model)
     load_checkpoint(latest_checkpoint(result["run_dir"] / "checkpoints"), from_checkpoint, None, asdict(cfg.model))
     exported.eval(), from_checkpoint.eval()
@@ -157,6 +158,21 @@ def test_two_node_local_cluster_trains(tmp_path):
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["nodes"] == 2 and summary["step"] == 10
     assert summary["param_divergence"] == 0.0
+
+
+def test_a_warm_started_run_starts_from_the_export_and_counts_its_examples(ray_cluster, tmp_path, ddp_run):
+    source_cfg, source = ddp_run
+    cfg = tiny(f"train.init_from={source['export']}", "train.steps=2", "train.log_every=2", "train.val_every=2",
+               "train.ckpt_every=2", "train.lr=1e-12", "train.warmup_steps=0")
+    result = run_training(cfg, tmp_path / "run")
+    warm, meta = load_model(result["export"])
+    seen_before = 30 * source_cfg.train.batch_size
+    assert meta["warm_start"] == {"from": str(source["export"]), "examples_seen": seen_before}
+    assert meta["examples_seen_total"] == seen_before + 2 * cfg.train.batch_size
+    # Two steps at a vanishing learning rate leave the source's weights.
+    exported, _ = load_model(source["export"])
+    for name, tensor in exported.state_dict().items():
+        torch.testing.assert_close(warm.state_dict()[name], tensor, rtol=0, atol=1e-6)
 
 
 def test_training_from_shards_through_ray_data(ray_cluster, tmp_path):

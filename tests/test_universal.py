@@ -138,7 +138,7 @@ def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_p
     index_model = Activa(replace(VALUE_MODEL, intervention_encoding="index", standardize=False))
     save_model(index_model, tmp_path / "index")
     model = value_model(seed=1)
-    counts = warm_start(model, tmp_path / "index")
+    counts, _ = warm_start(model, tmp_path / "index")
     assert counts["partial"] == 2 and counts["initialised"] == 0  # the two embeddings' input projections
     source = index_model.observational_embedding.input_projection.weight
     weight = model.observational_embedding.input_projection.weight  # (e, 3): data, is target, value

@@ -164,15 +164,15 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device).eval(), meta or {}
 
 
-def warm_start(model: Activa, directory: str | os.PathLike) -> dict[str, int]:
+def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, int], dict]:
     """Copy an exported model's weights into `model` wherever they fit; returns how many tensors were
-    copied whole, copied in part, and left at their initialisation.
+    copied whole, copied in part, and left at their initialisation, and the export's meta.
 
     A tensor of another shape is copied over the leading slice both share (the input projection
     of an index-encoded export, (e, 1 + |I|), fills the first columns of a value-encoded one,
     (e, 3): the data and "is target" features mean the same in both; the value column starts at 0).
     """
-    source, _ = load_model(directory)
+    source, meta = load_model(directory)
     state = source.state_dict()
     counts = {"copied": 0, "partial": 0, "initialised": 0}
     with torch.no_grad():
@@ -187,4 +187,4 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> dict[str, int]:
             shared = tuple(slice(0, min(a, b)) for a, b in zip(state[name].shape, tensor.shape))
             tensor.zero_()[shared] = state[name][shared]
             counts["partial"] += 1
-    return counts
+    return counts, meta

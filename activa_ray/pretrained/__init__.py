@@ -45,8 +45,9 @@ def evaluation_scores(eval_dir: Path) -> dict:
 
 
 def export_examples_seen(meta: dict) -> int:
-    """(model, condition) examples an export was trained on: what its GPU run or shipping recorded, else
-    its step times its config's batch size (a run trained at one batch size from the start)."""
+    """(model, condition) examples an export's weights were trained on: what its training run, GPU run or
+    shipping recorded (warm starts included), else its step times its config's batch size (an export
+    from before runs recorded it)."""
     recorded = meta.get("examples_seen_total") or (meta.get("shipped") or {}).get("examples_seen")
     if recorded:
         return int(recorded)

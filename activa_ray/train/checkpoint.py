@@ -149,14 +149,19 @@ def latest_checkpoint(checkpoints_root: str | os.PathLike) -> Path | None:
     return best[1] if best else None
 
 
-def export_meta(cfg: Config, step: int, data_stats: dict) -> dict:
-    """What an exported model records of its training: its name and step, the data it answers for (kind, d,
-    N, intervention values), the training data's scale (predict warns on other scales), the resolved config."""
-    return {
+def export_meta(cfg: Config, step: int, extra: dict) -> dict:
+    """What an exported model records of its training: its name and step, the examples its weights saw
+    (this run's steps times its batch, plus those of the export it was warm-started from), the data it
+    answers for (kind, d, N, intervention values), the training data's scale (predict warns on other
+    scales), the resolved config."""
+    warm = extra.get("warm_start")
+    meta = {
         "name": cfg.name,
         "step": step,
+        "examples_seen_total": step * cfg.train.batch_size + (warm["examples_seen"] if warm else 0),
         "data": {"kind": cfg.data.kind, "d": cfg.data.d, "n_samples": cfg.data.n_samples,
                  "intervention_values": intervention_table(cfg.data)},
-        "data_stats": data_stats,
+        "data_stats": extra.get("data_stats", {}),
         "config": to_dict(cfg),
     }
+    return meta | ({"warm_start": warm} if warm else {})

@@ -110,7 +110,7 @@ def export_model(cfg: Config, run_dir: Path) -> Path:
         raise RuntimeError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
     model = Activa(cfg.model)
     state = load_checkpoint(checkpoint, model, None, asdict(cfg.model))
-    save_model(model, run_dir / "export", export_meta(cfg, state["step"], state["extra"].get("data_stats", {})))
+    save_model(model, run_dir / "export", export_meta(cfg, state["step"], state["extra"]))
     return run_dir / "export"
 
 

@@ -18,7 +18,7 @@ from activa_ray.config import Config, config_from_dict, to_dict
 from activa_ray.data.examples import iter_examples
 from activa_ray.model.activa import Activa
 from activa_ray.model.io import warm_start
-from activa_ray.pretrained import resolve
+from activa_ray.pretrained import export_examples_seen, resolve
 from activa_ray.train.checkpoint import load_checkpoint, save_checkpoint
 from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
 from activa_ray.train.step import (
@@ -73,7 +73,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
             state = load_checkpoint(directory, model, optimizer, asdict(cfg.model))
         step, extra = state["step"], state["extra"]
     elif cfg.train.init_from:  # a fresh run only: a resumed one has its own weights
-        warm_start(model, resolve(cfg.train.init_from))
+        _, source_meta = warm_start(model, resolve(cfg.train.init_from))
+        # Kept in every checkpoint, so the export counts the examples its weights saw before this run.
+        extra["warm_start"] = {"from": cfg.train.init_from, "examples_seen": export_examples_seen(source_meta)}
     if cfg.train.compile:
         compile_model(model)
     loss_module = LossModule(model, cfg.train.prior_nll_weight, reference_values(cfg))
