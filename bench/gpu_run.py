@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-TRAIN_PRESETS = ("gauss8", "beta8", "sergio", "universal")
+TRAIN_PRESETS = ("gauss8", "beta8", "sergio", "universal", "gauss8_cpu", "beta8_cpu")
 MAX_FILES, MAX_BYTES, MAX_DEPTH = 8, 16 * 2**20, 2
 EXPORT_DIR = "export"
 # Dry run: the training stage's model and data at toy size (seconds on a 2-core CPU).

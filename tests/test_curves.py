@@ -30,3 +30,10 @@ def test_examples_are_counted_with_each_segments_batch_size(tmp_path: Path) -> N
     results.write_text(json.dumps({m: {"mmd": {"mean": 0.4}, "wsd": {"mean": 3.0}} for m in ("baseline", "floor")}))
     figure = learning_curve([(cpu, 128), (gpu, 2048)], results, "test", tmp_path / "curve.png")
     assert figure.stat().st_size > 10_000
+
+
+def test_a_warm_started_run_that_counts_its_steps_from_zero_continues_the_curve(tmp_path: Path) -> None:
+    first = write_metrics(tmp_path / "first.jsonl", [100, 200], {200})
+    warm = write_metrics(tmp_path / "warm.jsonl", [100, 200, 300], {100, 300})
+    curve = read_curve([(first, 16), (warm, 32)])
+    assert curve["examples"] == [200 * 16, 200 * 16 + 100 * 32, 200 * 16 + 300 * 32]

@@ -17,14 +17,17 @@ def read_curve(segments: list[tuple[str | os.PathLike, int]]) -> dict[str, list[
     """Examples seen and validation metrics at every report that carries a fresh validation.
 
     segments: (metrics.jsonl, batch size) of each stretch of one model's training in order (a run resumed
-    with another batch size, on another machine, is a new segment); a segment's first step follows the
-    previous one's last, and examples are counted from the batch size of the segment each step ran in.
+    with another batch size, on another machine, is a new segment); a resumed segment's first step follows
+    the previous one's last, a warm-started run (train.init_from) counts its steps from 0 again; examples
+    are counted from the batch size of the segment each step ran in.
     """
     curve: dict[str, list[float]] = {"examples": [], "activa_mmd": [], "activa_wsd": [], "baseline_mmd": [],
                                      "baseline_wsd": []}
     examples_before, step_before = 0, 0
     for metrics_path, batch_size in segments:
         records = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+        if min(record["step"] for record in records) <= step_before:  # a warm start: its own step count
+            step_before = 0
         for record in records:
             if record.get("val/step", record["step"]) != record["step"] or "val/activa_mmd" not in record:
                 continue
