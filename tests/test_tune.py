@@ -72,6 +72,12 @@ def test_best_config_trains_unchanged(sweep, tmp_path):
     assert (result["export"] / "model.safetensors").is_file()
 
 
+def last_step(metrics: Path) -> int | None:
+    """The step of a trial's last complete report; None while it has none (the trial appends as we read)."""
+    lines = [line for line in metrics.read_text().split("\n")[:-1] if line.strip()]  # [:-1]: a line being written
+    return json.loads(lines[-1])["step"] if lines else None
+
+
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_cluster, tmp_path):
     sweep_file = write_sweep(tmp_path / "sweep.yaml", space={"train.lr": {"grid": [0.003, 0.002]}})
     out = tmp_path / "out"
@@ -83,8 +89,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(ray_clus
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline and not finished:
-        finished = [p for p in (out / "tuner").glob("*/metrics.jsonl")
-                    if json.loads(p.read_text().splitlines()[-1])["step"] == 16]
+        finished = [p for p in (out / "tuner").glob("*/metrics.jsonl") if last_step(p) == 16]
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and the driver shuts Ray down
     try:
