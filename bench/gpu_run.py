@@ -1,6 +1,7 @@
 """One prepared command for a short loan of one GPU (issue 15): checks, throughput and MFU, a timed training run.
 
-    bash bench/gpu_run.sh [--preset gauss8|beta8|sergio|universal] [--minutes 5] [--batch 1024|auto] [--init DIR]
+    bash bench/gpu_run.sh [--preset gauss8|beta8|sergio|universal|gauss8_cpu|beta8_cpu] [--minutes 5]
+                          [--batch 1024|auto] [--init DIR]
                           [--out DIR] [--set train.lr=0.001 ...]
     bash bench/gpu_run.sh --dry-run --out /tmp/gpu_dry      # every stage at toy size on CPU, seconds
 
