@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import yaml
 
 from activa_ray.config import ConfigError, load_config
 from activa_ray.train.tune import load_sweep, run_sweep
+from wandb_records import run_group
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +59,7 @@ def test_every_trial_logs_to_wandb_in_one_group(sweep):
     _, out = sweep
     runs = list((out / "tuner").glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 3
+    assert {run_group(path) for path in runs} == {f"sweep-{out.name}"}
 
 
 def test_best_config_trains_unchanged(sweep, tmp_path):
@@ -64,6 +67,9 @@ def test_best_config_trains_unchanged(sweep, tmp_path):
     cfg = load_config(out / "best_config.yaml", ["train.steps=4", "train.log_every=2", "train.val_every=4",
                                                  "train.ckpt_every=4"])
     assert cfg.train.lr == summary["best"]["params"]["train.lr"]
+    # The trial's configuration, but with the base's threads (0: all cores) for a run on its own.
+    trial = load_config(Path(summary["best"]["trial_dir"]) / "config.yaml")
+    assert load_config(out / "best_config.yaml").train == dataclasses.replace(trial.train, threads_per_worker=0)
     best = json.loads((out / "best.json").read_text())
     assert Path(best["checkpoint_path"]).is_dir()
     from activa_ray.train.trainer import run_training
@@ -133,6 +139,9 @@ def test_invalid_spaces_are_refused_with_the_key(tmp_path):
     odd = write_sweep(tmp_path / "odd.yaml", space={"model.encoder_layers": {"choice": [2, 3]}})
     with pytest.raises(ConfigError, match="encoder_layers.*even"):
         load_sweep(odd)
+    high_end = write_sweep(tmp_path / "high.yaml", space={"model.encoder_layers": {"randint": [2, 3]}})
+    with pytest.raises(ConfigError, match=r"space\.model\.encoder_layers .*value 3 is invalid.*even"):
+        load_sweep(high_end)
     unknown = write_sweep(tmp_path / "unknown.yaml", space={"model.depth": {"choice": [2]}})
     with pytest.raises(ConfigError, match="model.depth"):
         load_sweep(unknown)

@@ -50,6 +50,11 @@ def records(path: Path) -> list:
     return parsed
 
 
+def run_group(path: Path) -> str:
+    """The W&B group the run file's run was created in."""
+    return next(r.run.run_group for r in records(path) if r.WhichOneof("record_type") == "run")
+
+
 def logged_values(path: Path) -> dict[str, str]:
     """The last JSON value of every metric key logged with `run.log` in the run file."""
     values = {}

@@ -110,7 +110,7 @@ def _check_space(space: dict, base: dict, source: str) -> None:
                 raise ConfigError(f"space.{key}.{kind} (from {source}): expected [low, high] with low < high")
             if kind == "loguniform" and args[0] <= 0:
                 raise ConfigError(f"space.{key}.loguniform (from {source}): bounds must be positive")
-            candidates = [args[0]] if kind == "randint" else list(args)
+            candidates = list(args)
         for value in candidates:
             try:
                 trial_config(base, {key: value})
@@ -207,13 +207,16 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
     (out_dir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": to_dict(sweep), "base": base}, sort_keys=False))
     connect_or_start(num_cpus)
     concurrent = concurrent_trials(base_cfg, sweep.tune)
+    trial_base = base
     if base_cfg.train.threads_per_worker == 0:
         # A worker alone on its node would take all the node's cores; trials running side by side share them.
+        # Only the trials get this: best_config.yaml keeps the base's 0 (all cores) for a run on its own.
         workers_per_node = concurrent * base_cfg.train.workers
-        base["train"]["threads_per_worker"] = max(1, (os.cpu_count() or 1) // workers_per_node)
+        threads = max(1, (os.cpu_count() or 1) // workers_per_node)
+        trial_base = deep_merge(base, {"train": {"threads_per_worker": threads}})
     # Tune's function trainable only launches the TorchTrainer; its workers hold the resources.
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=base, report_every_examples=sweep.tune.report_every_examples),
+        tune.with_parameters(run_trial, base=trial_base, report_every_examples=sweep.tune.report_every_examples),
         {"CPU": 0.1})
     tuner_path = out_dir / "tuner"
     if tune.Tuner.can_restore(str(tuner_path)):
@@ -225,7 +228,7 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
             scheduler = ASHAScheduler(time_attr="time_total_s" if budget_s else "training_iteration",
                                       grace_period=sweep.tune.grace_period,
                                       reduction_factor=sweep.tune.reduction_factor,
-                                      max_t=budget_s or max(sweep.tune.grace_period, _reports_per_trial(base_cfg)))
+                                      max_t=budget_s or max(sweep.tune.grace_period, _most_reports(base_cfg, sweep.space)))
         tuner = tune.Tuner(
             trainable,
             param_space=_search_space(sweep.space),
@@ -241,8 +244,11 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
     return summarize(results, sweep, base, out_dir)
 
 
-def _reports_per_trial(cfg: Config) -> int:
-    return -(-cfg.train.steps // min(cfg.train.log_every, cfg.train.val_every, cfg.train.ckpt_every))
+def _most_reports(cfg: Config, space: dict) -> int:
+    """ASHA's max_t in reports: a bound on any trial's (ASHA stops a trial there). A trial reports at most
+    once a step, whatever report interval its batch or the space gives it."""
+    steps = space.get("train.steps")
+    return max([cfg.train.steps] + ([int(v) for v in next(iter(steps.values()))] if steps else []))
 
 
 def _metric_at_seconds(result, metric: str, seconds: float) -> float | None:
@@ -281,7 +287,7 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
     pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
     best = results.get_best_result(metric=metric, mode=mode, scope="last")
     best_params = dict(best.config)
-    best_cfg = trial_config(base, best_params)
+    best_cfg = trial_config(base, best_params, sweep.tune.report_every_examples)
     save_config(best_cfg, out_dir / "best_config.yaml")
     summary = {"metric": metric, "mode": mode, "value": best.metrics.get(metric), "params": best_params,
                "checkpoint_path": best.metrics.get("checkpoint_path"), "trial_dir": best.path,
