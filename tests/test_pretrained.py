@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from activa_ray.model.io import ModelFileError, load_model
-from activa_ray.pretrained import available, resolve
+from activa_ray.pretrained import available, resolve, ship
 
 
 def test_the_trained_presets_are_shipped():
@@ -31,6 +31,14 @@ def test_a_shipped_model_loads_by_name_and_beats_the_conditional_baseline_on_its
     mixture = model.predict(torch.randn(2, 30, d), torch.eye(d)[:2], torch.zeros(2, dtype=torch.long),
                             values=torch.full((2,), 5.0))
     assert torch.isfinite(mixture.mean).all()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
+def test_ship_refuses_a_name_that_is_not_a_plain_folder_name_and_deletes_nothing(name, tmp_path):
+    before = available()
+    with pytest.raises(ModelFileError, match="a shipped model's name is letters"):
+        ship(tmp_path, name, tmp_path, "purpose")
+    assert available() == before
 
 
 def test_an_unknown_name_lists_what_is_shipped():

@@ -24,12 +24,21 @@ def check_data_config(data_cfg: DataConfig) -> None:
     """Raise one ConfigError line naming every data field the simulators cannot use."""
     linear = data_cfg.linear
     problems = range_problems(data_cfg, "data")
+    problems += bounds_problems("data.d_range", data_cfg.d_range, minimum=1)
+    problems += bounds_problems("data.n_samples_range", data_cfg.n_samples_range, minimum=2)
+    # Training draws every d in data.d_range: the simulators must take its ends, not only data.d.
+    fewest, most = data_cfg.d_range if data_cfg.d_range and not problems else (data_cfg.d, data_cfg.d)
     if not kind_of(data_cfg.kind).linear:
         if not problems:
             # Imported here: the SERGIO simulator is heavier and optional for linear work.
             from activa_ray.data.sergio import check_config
 
             check_config(data_cfg.sergio, data_cfg.d)
+            if most != data_cfg.d:
+                try:
+                    check_config(data_cfg.sergio, most)
+                except ConfigError as err:
+                    raise ConfigError(f"data.d_range={data_cfg.d_range}: its largest d fails: {err}") from None
     else:
         problems += low_high_problems(linear, "data.linear", ("weight", "beta_param"))
         if not linear.intervention_values:
@@ -38,13 +47,11 @@ def check_data_config(data_cfg: DataConfig) -> None:
         if linear.value_sd_range and linear.targets_per_intervention > 1:
             problems.append("data.linear.value_sd_range: values relative to the target's spread need "
                             "targets_per_intervention=1")
-        if linear.targets_per_intervention > data_cfg.d:
+        if linear.targets_per_intervention > fewest:
+            where = f"data.d={data_cfg.d}" if fewest == data_cfg.d else f"the smallest d of data.d_range={data_cfg.d_range}"
             problems.append(
-                f"data.linear.targets_per_intervention={linear.targets_per_intervention}: "
-                f"must be <= data.d={data_cfg.d}"
+                f"data.linear.targets_per_intervention={linear.targets_per_intervention}: must be <= {where}"
             )
-    problems += bounds_problems("data.d_range", data_cfg.d_range, minimum=1)
-    problems += bounds_problems("data.n_samples_range", data_cfg.n_samples_range, minimum=2)
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from activa_ray.model.io import CONFIG_FILE, ModelFileError, load_model, save_mo
 PRETRAINED_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "universal"  # what predict answers with when no model is named: any d, N, units and value
 SCORED_METHODS = ("activa_s1", "activa_s50", "baseline", "no_effect", "floor")
+SHIPPED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def available() -> list[str]:
@@ -56,6 +58,9 @@ def export_examples_seen(meta: dict) -> int:
 
 def ship(export_dir: str | os.PathLike, name: str, eval_dir: str | os.PathLike, purpose: str) -> Path:
     """Copy a trained export into the package as `name`, recording its budget and test scores."""
+    if not SHIPPED_NAME.fullmatch(name):
+        raise ModelFileError(f"name {name!r}: a shipped model's name is letters, digits, _ and - "
+                             f"(it names a folder under {PRETRAINED_DIR})")
     model, meta = load_model(export_dir)
     meta["shipped"] = {
         "name": name,

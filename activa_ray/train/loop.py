@@ -86,7 +86,8 @@ def validate(model: Activa, val_batch: dict, cfg: Config, device: torch.device) 
     generator = torch.Generator(device=device).manual_seed(cfg.train.seed)
     terms = model.loss(**examples, generator=generator, prior_nll_weight=cfg.train.prior_nll_weight)
     metrics = {f"val/{k}": float(v) for k, v in terms.items() if v.ndim == 0}
-    metrics.update({f"val/{k}": v for k, v in validation_metrics(model, val_batch, generator=generator).items()})
+    metrics.update({f"val/{k}": v for k, v in validation_metrics(
+        model, val_batch, generator=generator, jitter_var=cfg.data.linear.jitter_var).items()})
     model.train()
     return metrics
 
