@@ -147,6 +147,14 @@ def test_a_singular_dataset_is_counted_not_a_crash() -> None:
         assert np.isfinite(result.samples[[0, 2, 3]]).all(), name
 
 
+def test_all_datasets_degenerate_is_counted_not_a_crash() -> None:
+    obs = np.full((2, 30, 3), 2.0)
+    for name in ("lingam", "ges_mec"):
+        result = BASELINES[name](obs, np.tile([[1, 0, 0]], (2, 1)), np.full(2, 5.0), 10, np.random.default_rng(0))
+        assert result.failures == 2 and np.isnan(result.samples).all(), name
+        assert all("variance" in message for message in result.errors.values()), name
+
+
 def test_a_library_exception_is_counted_not_raised() -> None:
     # DirectLiNGAM's adaptive lasso refuses fewer samples than variables.
     obs = np.random.default_rng(11).normal(size=(2, 3, 4))

@@ -236,6 +236,9 @@ def test_scale_d_and_n_warnings(predictor, example):
         predictor.predict(example.iloc[:, :4], "gene_3", prior_samples=2)
     with pytest.warns(UserWarning, match=r"N = 50 rows; the model was trained on N = 200"):
         predictor.predict(example.iloc[:50], "gene_3", prior_samples=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # more rows than trained are read in chunks of at most 2N: no warning
+        predictor.predict(pd.concat([example] * 3, ignore_index=True), "gene_3", prior_samples=2)
 
 
 def test_missing_meta_warns_and_refuses_multi_target(tmp_path, example):

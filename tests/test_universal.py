@@ -16,7 +16,7 @@ from activa_ray.config import ConfigError, load_config
 from activa_ray.data.simulate import simulate
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
-from activa_ray.model.io import load_model, save_model, warm_start
+from activa_ray.model.io import ModelFileError, load_model, save_model, warm_start
 from activa_ray.predict import PredictError
 from activa_ray.predict.predictor import Predictor, observation_chunks
 from activa_ray.train.step import LossModule, streamed_examples
@@ -144,6 +144,11 @@ def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_p
     weight = model.observational_embedding.input_projection.weight  # (e, 3): data, is target, value
     assert torch.equal(weight[:, :2], source) and torch.equal(weight[:, 2], torch.zeros(weight.shape[0]))
     assert torch.equal(model.decoder.mean_head.weight, index_model.decoder.mean_head.weight)
+    two_values = Activa(replace(VALUE_MODEL, intervention_encoding="index", standardize=False,
+                                intervention_values=[0.0, 5.0]))
+    save_model(two_values, tmp_path / "two_values")
+    with pytest.raises(ModelFileError, match="index-encoded model of 2 values cannot warm-start"):
+        warm_start(model, tmp_path / "two_values")
 
 
 def value_predictor(tmp_path: Path) -> Predictor:

@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from activa_ray.data.graphs import is_acyclic
-from activa_ray.eval.metrics import all_metrics
 
 # Ridge added to fitted covariances, relative to their trace: all-zero genes stay solvable.
 RIDGE = 1e-6
@@ -423,6 +422,8 @@ def _discovered(
     pairs, _, d = obs.shape
     errors = _degenerate(obs)
     todo = np.array([p for p in range(pairs) if p not in errors], dtype=int)
+    if not len(todo):  # every dataset degenerate: nothing to learn from
+        return _finish(np.full((pairs, n, d), np.nan), errors, started, np.zeros(pairs, dtype=int))
     # The conditions of one causal model share its obs: learn each distinct dataset once.
     _, first, which = np.unique(obs[todo].reshape(len(todo), -1), axis=0, return_index=True, return_inverse=True)
     seeds = rng.integers(2**31, size=len(first))
@@ -483,11 +484,6 @@ def ges_mec(
 ) -> BaselineSamples:
     """GES's equivalence class per dataset (up to max_dags DAGs), uniform mixture of fit-and-simulate."""
     return _discovered(ges_dags, "causallearn.search.ScoreBased.GES", {"max_dags": max_dags}, obs, targets, values, n, rng, point_mass, jitter_var, ray_tasks)
-
-
-def noise_floor(int_samples: torch.Tensor, int_ref: torch.Tensor, permutations: int = 100, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """The metrics between two independent draws of the true interventional distribution."""
-    return all_metrics(int_samples, int_ref, permutations=permutations, generator=generator)
 
 
 # Name -> method, as `jobs/evaluate.py --methods` spells them.

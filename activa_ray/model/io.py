@@ -169,10 +169,16 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
     copied whole, copied in part, and left at their initialisation, and the export's meta.
 
     A tensor of another shape is copied over the leading slice both share (the input projection
-    of an index-encoded export, (e, 1 + |I|), fills the first columns of a value-encoded one,
-    (e, 3): the data and "is target" features mean the same in both; the value column starts at 0).
+    of an index-encoded export with one value, (e, 2), fills the first columns of a value-encoded
+    one, (e, 3): the data and "is target" features mean the same in both; the value column starts
+    at 0). An index export with |I| > 1 into a value model is refused: its one-hot columns mean
+    nothing there.
     """
     source, meta = load_model(directory)
+    if (source.cfg.intervention_encoding, model.cfg.intervention_encoding) == ("index", "value") and len(
+            source.cfg.intervention_values) > 1:
+        raise ModelFileError(f"{directory}: an index-encoded model of {len(source.cfg.intervention_values)} values "
+                             "cannot warm-start a value-encoded one (its one-hot columns would fill the value column)")
     state = source.state_dict()
     counts = {"copied": 0, "partial": 0, "initialised": 0}
     with torch.no_grad():

@@ -21,7 +21,8 @@ from activa_ray.model.config import ModelConfig
 
 # The data's mean |x| or std this many times above or below the training data's triggers a warning.
 SCALE_FACTOR = 5.0
-# A fixed-N model: N outside [n_samples / ROWS_FACTOR, n_samples * ROWS_FACTOR] triggers a warning.
+# A fixed-N model: fewer rows than n_samples / ROWS_FACTOR trigger a warning; more than n_samples * ROWS_FACTOR
+# are answered from chunks of at most that many rows (predictor.observation_chunks).
 ROWS_FACTOR = 2.0
 
 
@@ -88,10 +89,10 @@ class TrainedDomain:
             if n_rows < self.n_samples_range[0]:
                 warnings.warn(f"the table has N = {n_rows} rows; the model was trained on N in "
                               f"{self.n_samples_range} (fewer rows than that is not guaranteed)", stacklevel=stacklevel)
-        elif self.n_samples is not None and not self.n_samples / ROWS_FACTOR <= n_rows <= self.n_samples * ROWS_FACTOR:
+        elif self.n_samples is not None and n_rows < self.n_samples / ROWS_FACTOR:
             warnings.warn(
                 f"the table has N = {n_rows} rows; the model was trained on N = {self.n_samples} observational "
-                f"samples (it accepts any N, but accuracy beyond {ROWS_FACTOR:g}x of the trained N is not guaranteed)",
+                f"samples (accuracy with fewer than 1/{ROWS_FACTOR:g} of the trained N is not guaranteed)",
                 stacklevel=stacklevel,
             )
         if not self.standardized:
