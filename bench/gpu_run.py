@@ -535,10 +535,14 @@ def run_throughput(path: Path, device, sizes: Sizes, selected_precision: str) ->
 
 def init_start(path: str | None, cfg) -> tuple[int, int, str]:
     """(step to start at, examples seen before, kind) of --init: an export, a checkpoint, or a Ray run dir."""
+    from activa_ray.pretrained import export_examples_seen, resolve
+    from activa_ray.train.checkpoint import examples_seen, latest_checkpoint, read_checkpoint_state
+
+    if not path and cfg.train.init_from:  # the config's warm start, as the Ray worker does it
+        meta = json.loads((resolve(cfg.train.init_from) / "config.json").read_text()).get("meta") or {}
+        return 0, export_examples_seen(meta), f"warm start {cfg.train.init_from}"
     if not path:
         return 0, 0, "none"
-    from activa_ray.pretrained import export_examples_seen
-    from activa_ray.train.checkpoint import latest_checkpoint, read_checkpoint_state
 
     directory = Path(path)
     if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
@@ -551,7 +555,8 @@ def init_start(path: str | None, cfg) -> tuple[int, int, str]:
                          "training checkpoint (state.json), nor a run dir holding checkpoints/step_*")
     state = read_checkpoint_state(checkpoint)
     batch = state["config"].get("train", {}).get("batch_size", cfg.train.batch_size)
-    return int(state["step"]), int(state["step"]) * int(batch), f"checkpoint {checkpoint}"
+    step = int(state["step"])
+    return step, examples_seen(step, int(batch), state.get("extra", {})), f"checkpoint {checkpoint}"
 
 
 def load_init(path: str, model, optimizer, cfg) -> None:
@@ -577,7 +582,8 @@ def export(model, cfg, out: Path, meta: dict) -> float:
     from activa_ray.train.checkpoint import export_meta
 
     start = time.perf_counter()
-    save_model(model, out / EXPORT_DIR, {**export_meta(cfg, meta["step"], meta["data_stats"]), **meta})
+    # This run's own record (meta: its steps, examples counted from its start) over a Ray run's fields.
+    save_model(model, out / EXPORT_DIR, {**export_meta(cfg, meta["step"], {"data_stats": meta["data_stats"]}), **meta})
     return time.perf_counter() - start
 
 
@@ -594,6 +600,11 @@ def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetc
     optimizer = build_optimizer(model, cfg)
     if args.init:
         load_init(args.init, model, optimizer, cfg)
+    elif cfg.train.init_from:
+        from activa_ray.model.io import warm_start
+        from activa_ray.pretrained import resolve
+
+        warm_start(model, resolve(cfg.train.init_from))
     if args.compile:
         compile_model(model)
     precision = resolve_precision(cfg.train.precision, device)

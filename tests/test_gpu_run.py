@@ -67,6 +67,7 @@ def test_gpu_run_dry_run(tmp_path):
     assert meta["gpu_run"] is True and meta["dry_run"] is True
     assert meta["steps"] == train["steps"] and meta["examples_seen"] == train["steps"] * train["batch"]
     assert meta["wall_s"] > 0 and meta["config"]["name"] == "gauss8"
+    assert meta["data_stats"]["obs_std"] > 0  # predict's scale warning reads it
     assert model.cfg.embed_dim == 16  # the dry run's toy model
 
     # A second run continues from the export: its step counter, weights and examples carry on.
@@ -79,6 +80,15 @@ def test_gpu_run_dry_run(tmp_path):
     assert meta2["examples_seen_total"] == meta["examples_seen_total"] + meta2["examples_seen"]
     assert meta2["init_kind"] == "export"
     assert read_jsonl(again / "metrics.jsonl")[0]["step"] > meta["step"]
+
+    # The config's train.init_from (no --init) warm-starts a fresh run, as the Ray worker does.
+    warm = tmp_path / "warm"
+    done = run(["--dry-run", "--skip-checks", "--skip-throughput", "--skip-ray", "--minutes", "0.05",
+                "--set", f"train.init_from={out / 'export'}", "--out", str(warm)])
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    _, meta3 = load_model(warm / "export")
+    assert meta3["start_step"] == 0 and meta3["init_kind"] == f"warm start {out / 'export'}"
+    assert meta3["examples_seen_total"] == meta["examples_seen_total"] + meta3["examples_seen"]
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:

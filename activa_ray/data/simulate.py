@@ -48,7 +48,8 @@ def check_data_config(data_cfg: DataConfig) -> None:
             problems.append("data.linear.value_sd_range: values relative to the target's spread need "
                             "targets_per_intervention=1")
         if linear.targets_per_intervention > fewest:
-            where = f"data.d={data_cfg.d}" if fewest == data_cfg.d else f"the smallest d of data.d_range={data_cfg.d_range}"
+            where = (f"data.d={data_cfg.d}" if fewest == data_cfg.d
+                     else f"the smallest d of data.d_range={data_cfg.d_range}")
             problems.append(
                 f"data.linear.targets_per_intervention={linear.targets_per_intervention}: must be <= {where}"
             )

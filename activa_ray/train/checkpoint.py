@@ -149,6 +149,12 @@ def latest_checkpoint(checkpoints_root: str | os.PathLike) -> Path | None:
     return best[1] if best else None
 
 
+def examples_seen(step: int, batch_size: int, extra: dict) -> int:
+    """(model, condition) examples a checkpoint's weights saw: its run's steps times the batch, plus those of
+    the export the run was warm-started from (recorded in the checkpoint's extra)."""
+    return step * batch_size + (extra.get("warm_start") or {}).get("examples_seen", 0)
+
+
 def export_meta(cfg: Config, step: int, extra: dict) -> dict:
     """What an exported model records of its training: its name and step, the examples its weights saw
     (this run's steps times its batch, plus those of the export it was warm-started from), the data it
@@ -158,7 +164,7 @@ def export_meta(cfg: Config, step: int, extra: dict) -> dict:
     meta = {
         "name": cfg.name,
         "step": step,
-        "examples_seen_total": step * cfg.train.batch_size + (warm["examples_seen"] if warm else 0),
+        "examples_seen_total": examples_seen(step, cfg.train.batch_size, extra),
         "data": {"kind": cfg.data.kind, "d": cfg.data.d, "n_samples": cfg.data.n_samples,
                  "intervention_values": intervention_table(cfg.data)},
         "data_stats": extra.get("data_stats", {}),
