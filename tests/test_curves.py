@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from activa_ray.eval.curves import learning_curve, read_curve
+import pytest
+
+from activa_ray.eval.curves import Segment, learning_curve, read_curve
 
 
 def write_metrics(path: Path, steps: list[int], validated: set[int]) -> Path:
@@ -35,5 +37,25 @@ def test_examples_are_counted_with_each_segments_batch_size(tmp_path: Path) -> N
 def test_a_warm_started_run_that_counts_its_steps_from_zero_continues_the_curve(tmp_path: Path) -> None:
     first = write_metrics(tmp_path / "first.jsonl", [100, 200], {200})
     warm = write_metrics(tmp_path / "warm.jsonl", [100, 200, 300], {100, 300})
-    curve = read_curve([(first, 16), (warm, 32)])
+    curve = read_curve([Segment(first, 16), Segment(warm, 32, warm_start=True)])
     assert curve["examples"] == [200 * 16, 200 * 16 + 100 * 32, 200 * 16 + 300 * 32]
+    # Resumed from a checkpoint before the last report: the steps are redone, not counted twice.
+    resumed = write_metrics(tmp_path / "resumed.jsonl", [150, 200, 250], {200, 250})
+    assert read_curve([(first, 16), (resumed, 16)])["examples"] == [200 * 16, 200 * 16, 250 * 16]
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ValueError, match="empty.jsonl: no reports"):
+        read_curve([(first, 16), (tmp_path / "empty.jsonl", 16)])
+
+
+def test_the_curve_job_draws_segments_given_on_the_command_line(tmp_path: Path, load_job, capsys) -> None:
+    first = write_metrics(tmp_path / "first.jsonl", [100, 200], {200})
+    warm = write_metrics(tmp_path / "warm.jsonl", [100], {100})
+    job = load_job("curve")
+    out = tmp_path / "curve.png"
+    assert job.main(["--segment", f"{first}:16", "--segment", f"{warm}:32:warm", "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    with pytest.raises(SystemExit):
+        job.main(["--segment", f"{first}", "--out", str(out)])  # no batch size
+    assert "expected METRICS.jsonl:BATCH" in capsys.readouterr().err
+    assert job.main(["--segment", f"{tmp_path / 'missing.jsonl'}:16", "--out", str(out)]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err

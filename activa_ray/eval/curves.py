@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from activa_ray.eval.figures import _save, plt
 
@@ -13,20 +14,30 @@ REFERENCES = {"baseline": ("conditional baseline", "#d62728"), "no_effect": ("no
               "floor": ("noise floor", "#2ca02c")}
 
 
-def read_curve(segments: list[tuple[str | os.PathLike, int]]) -> dict[str, list[float]]:
+class Segment(NamedTuple):
+    """One stretch of one model's training (a run resumed with another batch size, on another machine, is
+    a new segment)."""
+
+    metrics: str | os.PathLike  # its metrics.jsonl
+    batch_size: int
+    warm_start: bool = False  # a new run from the previous segment's export (train.init_from): steps from 0
+
+
+def read_curve(segments: list[Segment | tuple]) -> dict[str, list[float]]:
     """Examples seen and validation metrics at every report that carries a fresh validation.
 
-    segments: (metrics.jsonl, batch size) of each stretch of one model's training in order (a run resumed
-    with another batch size, on another machine, is a new segment); a resumed segment's first step follows
-    the previous one's last, a warm-started run (train.init_from) counts its steps from 0 again; examples
-    are counted from the batch size of the segment each step ran in.
+    segments: `Segment`s (or tuples of its fields) in training order. A resumed segment's steps follow
+    the previous one's; a warm-started one counts from 0. Examples are counted from the batch size of the
+    segment each step ran in.
     """
     curve: dict[str, list[float]] = {"examples": [], "activa_mmd": [], "activa_wsd": [], "baseline_mmd": [],
                                      "baseline_wsd": []}
     examples_before, step_before = 0, 0
-    for metrics_path, batch_size in segments:
+    for metrics_path, batch_size, warm_start in (Segment(*segment) for segment in segments):
         records = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
-        if min(record["step"] for record in records) <= step_before:  # a warm start: its own step count
+        if not records:
+            raise ValueError(f"{metrics_path}: no reports (a learning-curve segment needs its run's metrics.jsonl)")
+        if warm_start:
             step_before = 0
         for record in records:
             if record.get("val/step", record["step"]) != record["step"] or "val/activa_mmd" not in record:
@@ -40,7 +51,7 @@ def read_curve(segments: list[tuple[str | os.PathLike, int]]) -> dict[str, list[
 
 
 def learning_curve(
-    segments: list[tuple[str | os.PathLike, int]], results_json: str | os.PathLike | None, title: str,
+    segments: list[Segment | tuple], results_json: str | os.PathLike | None, title: str,
     path: str | os.PathLike,
 ) -> Path:
     """Two panels (MMD, WSD) of ACTIVA's validation curve; test-split reference levels from results.json."""
