@@ -137,7 +137,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(ray_cluster, tmp_path
         time.sleep(0.1)
     pids = _train_worker_pids()
     assert pids, "no training worker process found"
-    killed_after = reports(tmp_path)[-1]["step"]
+    killed_after = last_step()
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     thread.join(timeout=300)
