@@ -149,6 +149,10 @@ def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_p
     save_model(two_values, tmp_path / "two_values")
     with pytest.raises(ModelFileError, match="index-encoded model of 2 values cannot warm-start"):
         warm_start(model, tmp_path / "two_values")
+    wider = Activa(replace(VALUE_MODEL, hidden_dim=64))
+    save_model(wider, tmp_path / "wider")
+    with pytest.raises(ModelFileError, match=r"do not fit the model being trained \(.*\(64, 16\) -> \(32, 16\)"):
+        warm_start(model, tmp_path / "wider")
 
 
 def value_predictor(tmp_path: Path) -> Predictor:

@@ -165,14 +165,14 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, int], dict]:
-    """Copy an exported model's weights into `model` wherever they fit; returns how many tensors were
-    copied whole, copied in part, and left at their initialisation, and the export's meta.
+    """Copy an exported model's weights into `model`; returns how many tensors were copied whole, copied
+    in part, and left at their initialisation (absent from the export), and the export's meta.
 
-    A tensor of another shape is copied over the leading slice both share (the input projection
-    of an index-encoded export with one value, (e, 2), fills the first columns of a value-encoded
-    one, (e, 3): the data and "is target" features mean the same in both; the value column starts
-    at 0). An index export with |I| > 1 into a value model is refused: its one-hot columns mean
-    nothing there.
+    Only the input projections may differ in shape, and only in their input features: an index-encoded
+    export with one value, (e, 2), fills the first columns of a value-encoded model's (e, 3) (the data
+    and "is target" features mean the same in both; the value column starts at 0). Any other difference
+    (another width, feed-forward size, number of heads' outputs...) is refused: a slice of a trained
+    matrix is not a trained smaller one. So is an index export with |I| > 1 into a value model.
     """
     source, meta = load_model(directory)
     if (source.cfg.intervention_encoding, model.cfg.intervention_encoding) == ("index", "value") and len(
@@ -180,17 +180,30 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
         raise ModelFileError(f"{directory}: an index-encoded model of {len(source.cfg.intervention_values)} values "
                              "cannot warm-start a value-encoded one (its one-hot columns would fill the value column)")
     state = source.state_dict()
+    target = model.state_dict()
+    mismatched = [f"{name} {tuple(state[name].shape)} -> {tuple(tensor.shape)}" for name, tensor in target.items()
+                  if name in state and state[name].shape != tensor.shape
+                  and not _input_columns_only(name, state[name], tensor)]
+    if mismatched:
+        raise ModelFileError(f"{directory}: its weights do not fit the model being trained "
+                             f"({'; '.join(mismatched[:4])}{' ...' if len(mismatched) > 4 else ''}); "
+                             "warm-start from an export of the same model sizes")
     counts = {"copied": 0, "partial": 0, "initialised": 0}
     with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name not in state or state[name].dim() != tensor.dim():
+        for name, tensor in target.items():
+            if name not in state:
                 counts["initialised"] += 1
-                continue
-            if state[name].shape == tensor.shape:
+            elif state[name].shape == tensor.shape:
                 tensor.copy_(state[name])
                 counts["copied"] += 1
-                continue
-            shared = tuple(slice(0, min(a, b)) for a, b in zip(state[name].shape, tensor.shape))
-            tensor.zero_()[shared] = state[name][shared]
-            counts["partial"] += 1
+            else:
+                columns = state[name].shape[1]
+                tensor.zero_()[:, :columns] = state[name]
+                counts["partial"] += 1
     return counts, meta
+
+
+def _input_columns_only(name: str, source: torch.Tensor, target: torch.Tensor) -> bool:
+    """An input projection's weight with fewer input features in the source, all else equal."""
+    return (name.endswith("input_projection.weight") and source.dim() == target.dim() == 2
+            and source.shape[0] == target.shape[0] and source.shape[1] < target.shape[1])
