@@ -8,6 +8,7 @@ naming the key and where it came from. The resolved tree is written beside every
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import types
@@ -20,7 +21,7 @@ import yaml
 
 from activa_ray.data.kinds import model_fit_problems
 from activa_ray.io_utils import atomic_write_text
-from activa_ray.model.config import ModelConfig, check_model_config
+from activa_ray.model.config import ModelConfig, check_model_config, warm_start_problems
 from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, Range, range_problems
 
 
@@ -322,14 +323,26 @@ def validate(cfg: Config) -> Config:
     if cfg.data.source == "shards" and not cfg.data.dir:
         problems.append("data.source=shards: needs data.dir, the root written by jobs/generate.py")
     if train.init_from:
-        from activa_ray.pretrained import available  # imported here: it loads torch
+        from activa_ray.pretrained import available, resolve  # imported here: it loads torch
 
         if not Path(train.init_from).is_dir() and train.init_from not in available():
             problems.append(f"train.init_from={train.init_from}: must be an exported model folder or a shipped "
                             f"model ({', '.join(available())})")
+        elif source := export_model_fields(resolve(train.init_from)):
+            problems += [f"train.init_from={train.init_from}: {problem}"
+                         for problem in warm_start_problems(source, cfg.model)]
     if problems:
         raise ConfigError("; ".join(problems))
     return cfg
+
+
+def export_model_fields(directory: Path) -> dict:
+    """The "model" fields of an exported model's config.json ({} when unreadable: loading it says why)."""
+    try:
+        document = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return (document.get("model") or {}) if isinstance(document, dict) else {}
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:

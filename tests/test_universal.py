@@ -131,6 +131,8 @@ def test_relative_values_need_a_value_encoded_model_and_ranges_are_checked() -> 
         load_config("configs/universal.yaml", ["data.linear.value_sd_range=[1]"])
     with pytest.raises(ConfigError, match="train.init_from=no-such-model: must be an exported model folder"):
         load_config("configs/universal.yaml", ["train.init_from=no-such-model"])
+    with pytest.raises(ConfigError, match=r"^train\.init_from=gauss2: model\.hidden_dim=512: the export has 128$"):
+        load_config("configs/universal.yaml", ["train.init_from=gauss2"])  # gauss2's feed-forward is 128
 
 
 def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_path: Path) -> None:
@@ -147,11 +149,11 @@ def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_p
     two_values = Activa(replace(VALUE_MODEL, intervention_encoding="index", standardize=False,
                                 intervention_values=[0.0, 5.0]))
     save_model(two_values, tmp_path / "two_values")
-    with pytest.raises(ModelFileError, match="index-encoded model of 2 values cannot warm-start"):
+    with pytest.raises(ModelFileError, match="intervention_encoding=value: the export indexes 2 values"):
         warm_start(model, tmp_path / "two_values")
     wider = Activa(replace(VALUE_MODEL, hidden_dim=64))
     save_model(wider, tmp_path / "wider")
-    with pytest.raises(ModelFileError, match=r"do not fit the model being trained \(.*\(64, 16\) -> \(32, 16\)"):
+    with pytest.raises(ModelFileError, match=r"cannot warm-start this model: model\.hidden_dim=32: the export has 64"):
         warm_start(model, tmp_path / "wider")
 
 

@@ -62,6 +62,30 @@ def check_model_config(cfg: ModelConfig, prefix: str = "model") -> list[str]:
     return problems
 
 
+# The fields that set the model's tensor shapes (besides the input projections' width).
+SHAPE_FIELDS = ("embed_dim", "hidden_dim", "latent_dim", "decoder_components", "prior_components")
+
+
+def warm_start_problems(source: dict, target: ModelConfig, prefix: str = "model") -> list[str]:
+    """Why an export's model (its config.json "model" dict) cannot warm-start `target` (none: it can).
+
+    Its weights must have the target's sizes: a slice of a trained matrix is not a trained smaller one.
+    Only the encoding may change from index (one value) to value: the input projection gains a column.
+    """
+    problems = [f"{prefix}.{name}={getattr(target, name)}: the export has {source.get(name)!r}"
+                for name in SHAPE_FIELDS if source.get(name) != getattr(target, name)]
+    encodings = (source.get("intervention_encoding", "index"), target.intervention_encoding)
+    values = len(source.get("intervention_values") or [])
+    if encodings == ("index", "value") and values > 1:
+        problems.append(f"{prefix}.intervention_encoding=value: the export indexes {values} values "
+                        "(its one-hot columns would fill the value column)")
+    elif encodings == ("value", "index"):
+        problems.append(f"{prefix}.intervention_encoding=index: the export encodes values")
+    elif encodings == ("index", "index") and values != len(target.intervention_values):
+        problems.append(f"{prefix}.intervention_values={target.intervention_values}: the export indexes {values} values")
+    return problems
+
+
 # Table 4 of the paper (batch 256, lr and epochs live in the train config).
 PRESETS: dict[str, ModelConfig] = {
     "gauss2": ModelConfig(heads=2, decoder_layers=4, encoder_layers=2, embed_dim=64, hidden_dim=128, dropout=0.1),

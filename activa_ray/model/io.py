@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save
 
 from activa_ray.io_utils import atomic_write_bytes, atomic_write_text
 from activa_ray.model.activa import Activa
-from activa_ray.model.config import ModelConfig
+from activa_ray.model.config import ModelConfig, warm_start_problems
 
 FORMAT = "activa_ray.model"
 FORMAT_VERSION = 1
@@ -168,26 +168,16 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
     """Copy an exported model's weights into `model`; returns how many tensors were copied whole, copied
     in part, and left at their initialisation (absent from the export), and the export's meta.
 
-    Only the input projections may differ in shape, and only in their input features: an index-encoded
-    export with one value, (e, 2), fills the first columns of a value-encoded model's (e, 3) (the data
-    and "is target" features mean the same in both; the value column starts at 0). Any other difference
-    (another width, feed-forward size, number of heads' outputs...) is refused: a slice of a trained
-    matrix is not a trained smaller one. So is an index export with |I| > 1 into a value model.
+    The sizes must match (`warm_start_problems`); an index-encoded export with one value fills the first
+    columns of a value-encoded model's input projections ((e, 2) into (e, 3): the data and "is target"
+    features mean the same in both; the value column starts at 0).
     """
     source, meta = load_model(directory)
-    if (source.cfg.intervention_encoding, model.cfg.intervention_encoding) == ("index", "value") and len(
-            source.cfg.intervention_values) > 1:
-        raise ModelFileError(f"{directory}: an index-encoded model of {len(source.cfg.intervention_values)} values "
-                             "cannot warm-start a value-encoded one (its one-hot columns would fill the value column)")
+    problems = warm_start_problems(asdict(source.cfg), model.cfg)
+    if problems:
+        raise ModelFileError(f"{directory}: cannot warm-start this model: " + "; ".join(problems))
     state = source.state_dict()
     target = model.state_dict()
-    mismatched = [f"{name} {tuple(state[name].shape)} -> {tuple(tensor.shape)}" for name, tensor in target.items()
-                  if name in state and state[name].shape != tensor.shape
-                  and not _input_columns_only(name, state[name], tensor)]
-    if mismatched:
-        raise ModelFileError(f"{directory}: its weights do not fit the model being trained "
-                             f"({'; '.join(mismatched[:4])}{' ...' if len(mismatched) > 4 else ''}); "
-                             "warm-start from an export of the same model sizes")
     counts = {"copied": 0, "partial": 0, "initialised": 0}
     with torch.no_grad():
         for name, tensor in target.items():
@@ -196,14 +186,8 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
             elif state[name].shape == tensor.shape:
                 tensor.copy_(state[name])
                 counts["copied"] += 1
-            else:
+            else:  # an input projection (e, 1 + |I|) -> (e, 3): the value column starts at 0
                 columns = state[name].shape[1]
                 tensor.zero_()[:, :columns] = state[name]
                 counts["partial"] += 1
     return counts, meta
-
-
-def _input_columns_only(name: str, source: torch.Tensor, target: torch.Tensor) -> bool:
-    """An input projection's weight with fewer input features in the source, all else equal."""
-    return (name.endswith("input_projection.weight") and source.dim() == target.dim() == 2
-            and source.shape[0] == target.shape[0] and source.shape[1] < target.shape[1])
