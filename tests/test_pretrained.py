@@ -21,7 +21,7 @@ def test_a_shipped_model_loads_by_name_and_beats_the_conditional_baseline_on_its
     scores = shipped["test_scores"]
     assert scores["pairs"] >= 1000
     # What README claims for every shipped model: below the conditional baseline on MMD and ERG (WSD is recorded;
-    # the partial-budget gauss8 is level with the baseline there).
+    # the universal model is above the baseline there).
     for metric in ("mmd", "erg"):
         assert scores["activa_s1"][metric][0] < scores["baseline"][metric][0], metric
     assert all(scores[method]["wsd"][0] > 0 for method in ("activa_s1", "baseline"))
