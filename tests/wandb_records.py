@@ -50,9 +50,9 @@ def records(path: Path) -> list:
     return parsed
 
 
-def run_group(path: Path) -> str:
-    """The W&B group the run file's run was created in."""
-    return next(r.run.run_group for r in records(path) if r.WhichOneof("record_type") == "run")
+def run_group(path: Path) -> str | None:
+    """The W&B group the run file's run was created in (None: the file holds no run record yet)."""
+    return next((r.run.run_group for r in records(path) if r.WhichOneof("record_type") == "run"), None)
 
 
 def logged_values(path: Path) -> dict[str, str]:
