@@ -8,7 +8,6 @@ naming the key and where it came from. The resolved tree is written beside every
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import types
@@ -337,12 +336,13 @@ def validate(cfg: Config) -> Config:
 
 
 def export_model_fields(directory: Path) -> dict:
-    """The "model" fields of an exported model's config.json ({} when unreadable: loading it says why)."""
+    """The "model" fields of an exported model ({} when its config.json is unreadable: loading it says why)."""
+    from activa_ray.model.io import ModelFileError, read_export
+
     try:
-        document = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_export(directory)["model"] or {}
+    except ModelFileError:
         return {}
-    return (document.get("model") or {}) if isinstance(document, dict) else {}
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:

@@ -535,18 +535,19 @@ def run_throughput(path: Path, device, sizes: Sizes, selected_precision: str) ->
 
 def init_start(path: str | None, cfg) -> tuple[int, int, str]:
     """(step to start at, examples seen before, kind) of --init: an export, a checkpoint, or a Ray run dir."""
+    from activa_ray.model.io import read_export
     from activa_ray.pretrained import export_examples_seen, resolve
     from activa_ray.train.checkpoint import examples_seen, latest_checkpoint, read_checkpoint_state
 
     if not path and cfg.train.init_from:  # the config's warm start, as the Ray worker does it
-        meta = json.loads((resolve(cfg.train.init_from) / "config.json").read_text()).get("meta") or {}
+        meta = read_export(resolve(cfg.train.init_from))["meta"]
         return 0, export_examples_seen(meta), f"warm start {cfg.train.init_from}"
     if not path:
         return 0, 0, "none"
 
     directory = Path(path)
     if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
-        meta = json.loads((directory / "config.json").read_text()).get("meta") or {}
+        meta = read_export(directory)["meta"]
         return int(meta.get("step", 0)), export_examples_seen(meta), "export"
     checkpoint = directory if (directory / "state.json").is_file() else (
         latest_checkpoint(directory / "checkpoints") or latest_checkpoint(directory))

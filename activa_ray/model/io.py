@@ -110,15 +110,15 @@ def model_config_from_dict(values: Any, source: str) -> ModelConfig:
     return ModelConfig(**converted)
 
 
-def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Activa, dict]:
-    """Load an exported model -> (Activa in eval mode on `device`, meta dict ({} when none was saved))."""
+def read_export(directory: str | os.PathLike) -> dict:
+    """An exported model's config.json, checked (format, version, keys) -> {"model": fields, "meta": dict}
+    (meta {} when none was saved), without loading its weights."""
     directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    config_path = directory / CONFIG_FILE
     if not directory.is_dir():
         raise ModelFileError(f"{directory}: not a directory (expected an exported model with {CONFIG_FILE} and {WEIGHTS_FILE})")
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ModelFileError(f"{path}: missing; {directory} is not an exported activa_ray model")
+    if not config_path.is_file():
+        raise ModelFileError(f"{config_path}: missing; {directory} is not an exported activa_ray model")
     try:
         document = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -136,7 +136,17 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     meta = document.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise ModelFileError(f"{config_path}: \"meta\" must be an object or null; got {type(meta).__name__}")
-    cfg = model_config_from_dict(document.get("model"), str(config_path))
+    return {"model": document.get("model"), "meta": meta or {}}
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Activa, dict]:
+    """Load an exported model -> (Activa in eval mode on `device`, meta dict ({} when none was saved))."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    document = read_export(directory)
+    if not weights_path.is_file():
+        raise ModelFileError(f"{weights_path}: missing; {directory} is not an exported activa_ray model")
+    cfg = model_config_from_dict(document["model"], str(config_path))
     try:
         model = Activa(cfg)
     except ValueError as error:
@@ -161,7 +171,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
             problems.append(f"wrong shapes {mismatched[:5]}{' ...' if len(mismatched) > 5 else ''}")
         raise ModelFileError(f"{weights_path}: weights do not match {config_path}: " + "; ".join(problems))
     model.load_state_dict(state)
-    return model.to(device).eval(), meta or {}
+    return model.to(device).eval(), document["meta"]
 
 
 def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, int], dict]:
