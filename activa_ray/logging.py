@@ -10,6 +10,10 @@ from pathlib import Path
 from activa_ray.config import Config, WandbConfig, to_dict
 
 
+# Seconds between writes of a run's buffered records to its run file (W&B's default: 15).
+FLUSH_INTERVAL_S = 0.1
+
+
 def resolve_mode(cfg: WandbConfig) -> str:
     """auto -> online when WANDB_API_KEY is set, else offline (files under the run directory)."""
     if cfg.mode == "auto":
@@ -35,7 +39,13 @@ def init_run(cfg: Config, run_dir: str | os.PathLike, job_type: str = "train", g
     id_file.write_text(run_id)
     # No console capture (it would re-log Ray's output) and no git probing; offline never
     # reaches for the network, online without a key is refused by resolve_mode's caller.
-    settings = wandb.Settings(console="off", disable_git=True, silent=True, x_disable_stats=True)
+    # The run's records are written by W&B's service process (wandb-core), a child of this one, which
+    # buffers them and by default writes the run file only every 15 s or at finish(). A Ray Train worker
+    # can be killed without warning: when Tune stops a trial (ASHA), the trial's actors are force-killed
+    # with their child processes, wandb-core included, and finish() never runs. Writing the buffer out
+    # every FLUSH_INTERVAL_S keeps what was logged (a plain write, no fsync).
+    settings = wandb.Settings(console="off", disable_git=True, silent=True, x_disable_stats=True,
+                              x_transaction_log_flush_interval=FLUSH_INTERVAL_S)
     return wandb.init(
         project=cfg.wandb.project,
         entity=cfg.wandb.entity or None,

@@ -17,7 +17,7 @@ import yaml
 
 from activa_ray.config import ConfigError, load_config
 from activa_ray.train.tune import load_sweep, run_sweep
-from wandb_records import run_group
+from wandb_records import run_group, wait_for_keys
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[1]
@@ -59,9 +59,12 @@ def test_every_trial_logs_to_wandb_in_one_group(sweep):
     _, out = sweep
     runs = list((out / "tuner").glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 3
-    # Some trials' files hold only W&B's header when the sweep returns (the W&B service's connection closed
-    # early in those trials; not yet explained): the group is checked on the runs that were written.
-    assert {run_group(path) for path in runs} - {None} == {f"sweep-{out.name}"}
+    # Every trial's run file holds its run (in the sweep's group) and its first report, the stopped trials'
+    # too: ASHA's stop force-kills a trial's Ray actors with their child processes, W&B's service among
+    # them, before the worker can finish its run; what the service had written out by then is all there is.
+    for path in runs:
+        assert run_group(path) == f"sweep-{out.name}", path
+        assert "val/elbo" in wait_for_keys([path], {"val/elbo"}), path
 
 
 def test_best_config_trains_unchanged(sweep, tmp_path):

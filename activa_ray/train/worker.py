@@ -104,7 +104,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
         if wandb_run is not None:
             loggable = {k: v for k, v in metrics.items() if not isinstance(v, (list, str))}
             loggable.update({f"train/kl_dim{i}": v for i, v in enumerate(metrics["train/kl_per_dim"])})
-            wandb_run.log(loggable, step=at)
+            # commit: the step's row is written now, not when a later step arrives (a stopped trial has none).
+            wandb_run.log(loggable, step=at, commit=True)
         with tempfile.TemporaryDirectory() as tmp:
             report_checkpoint = None
             if checkpoint_now and rank == 0:
