@@ -132,7 +132,7 @@ def test_relative_values_need_a_value_encoded_model_and_ranges_are_checked() -> 
     with pytest.raises(ConfigError, match="train.init_from=no-such-model: must be an exported model folder"):
         load_config("configs/universal.yaml", ["train.init_from=no-such-model"])
     with pytest.raises(ConfigError, match=r"^train\.init_from=gauss2: model\.hidden_dim=512: the export has 128$"):
-        load_config("configs/universal.yaml", ["train.init_from=gauss2"])  # gauss2's feed-forward is 128
+        load_config("configs/universal.yaml", ["train.init_from=gauss2", "model.hidden_dim=512"])  # gauss2: 128
 
 
 def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_path: Path) -> None:
