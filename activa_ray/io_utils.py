@@ -1,8 +1,10 @@
 """Files that appear whole or not at all: write under a temporary name beside the target, then
-rename (atomic on one filesystem), so a crash or a reader never sees half a file."""
+rename (atomic on one filesystem), so a crash or a reader never sees half a file. And JSON-lines logs,
+which grow a record at a time (their readers take complete lines only)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -38,3 +40,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
     return Path(path)
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append `record` to a JSON-lines file as one line."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

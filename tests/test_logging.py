@@ -6,12 +6,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from wandb_records import logged_values, run_group
+from wandb_records import logged_values, run_group, wait_for_keys
 
 # A Ray Train worker's stand-in: an offline run, one report, then (on a line from stdin) what Ray's core
 # worker does to a force-killed actor: SIGKILL every child process (W&B's service, wandb-core), then itself.
@@ -46,12 +45,9 @@ def test_a_killed_runs_records_are_in_its_file(tmp_path):
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout.readline().strip() == "logged"
+        [path] = tmp_path.glob("wandb/offline-run-*/run-*.wandb")  # created by init_run
         # W&B's own interval is 15 s: well before it, the run and its report are in the file.
-        deadline, values = time.time() + 10, {}
-        while time.time() < deadline and "val/elbo" not in values:
-            time.sleep(0.2)
-            files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
-            values = logged_values(files[0]) if files else {}
+        wait_for_keys([path], {"val/elbo"}, timeout=10)
         proc.stdin.write("die\n")
         proc.stdin.flush()
         assert proc.wait(timeout=30) == -9  # killed: no finish(), no exit hooks
@@ -59,6 +55,5 @@ def test_a_killed_runs_records_are_in_its_file(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    [path] = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     assert run_group(path) == "g"
     assert logged_values(path)["val/elbo"] == "-1.5"

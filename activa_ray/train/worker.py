@@ -3,7 +3,6 @@ plain-torch loop's reports into metrics.jsonl lines, W&B entries, checkpoints an
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from activa_ray.config import Config, config_from_dict, to_dict
 from activa_ray.data.examples import iter_examples
+from activa_ray.io_utils import append_jsonl
 from activa_ray.model.activa import Activa
 from activa_ray.model.io import warm_start
 from activa_ray.pretrained import export_examples_seen, resolve
@@ -47,11 +47,6 @@ def shard_examples(cfg: Config, n_examples: int, rng: np.random.Generator) -> It
                 yield table_to_batch(table, source="Ray Data shard of train split")
 
     yield from iter_examples(model_batches(), n_examples, rng, cfg.train.shuffle_buffer)
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def train_loop_per_worker(loop_config: dict) -> None:

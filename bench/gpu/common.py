@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 import time
 from pathlib import Path
@@ -29,11 +28,6 @@ class Sizes:
 
 def log(message: str) -> None:
     print(f"[gpu_run {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def device_name(device) -> str:

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from gpu.common import Sizes, append_jsonl, device_name, log, preset_config, release
+from gpu.common import Sizes, device_name, log, preset_config, release
 
 
 def synchronize(device) -> None:
@@ -77,6 +77,7 @@ def run_throughput(path: Path, device, sizes: Sizes, selected_precision: str) ->
     """Stage 2; returns {batch: examples/s} of `selected_precision`, for --batch auto."""
     import torch
 
+    from activa_ray.io_utils import append_jsonl
     from activa_ray.model.config import PRESETS
     from activa_ray.train.step import streamed_examples, to_torch
 

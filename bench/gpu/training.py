@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from gpu.common import Sizes, append_jsonl, device_name, log
+from gpu.common import Sizes, device_name, log
 
 EXPORT_DIR = "export"
 
@@ -145,6 +145,7 @@ def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetc
     """Stage 3: train for `budget_s` (ending by `hard_deadline`), exporting on the way; returns summary["train"]."""
     import torch
 
+    from activa_ray.io_utils import append_jsonl
     from activa_ray.model.activa import Activa
     from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
     from activa_ray.train.step import LossModule, build_optimizer, compile_model, reference_values
