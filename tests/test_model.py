@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from activa_ray.model.activa import Activa, intervention_representation, monte_carlo_kl, zero_nonfinite_grads
+from activa_ray.model.activa import Activa, monte_carlo_kl, zero_nonfinite_grads
+from activa_ray.model.query import intervention_representation
 from activa_ray.model.config import PRESETS, ModelConfig
 from activa_ray.model.io import ModelFileError, load_model, save_model
 from activa_ray.model.mixture import GaussianMixture

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from activa_ray.data.graphs import is_acyclic
 from activa_ray.eval.discovery import MAX_MEC_DAGS, ges_dags, lingam_dag
