@@ -1,7 +1,7 @@
 """Evaluate an exported ACTIVA model on a split of shards against baselines and the noise floor,
 or on a real interventional table.
 
-    python jobs/evaluate.py --model RUN_DIR/export --data SHARDS_DIR --out DIR \
+    python jobs/evaluate.py --model RUN_DIR/export|NAME --data SHARDS_DIR --out DIR \
         [--split test] [--prior-samples 1 50] [--seed S] [--max-models M] \
         [--methods baseline no_effect oracle_graph lingam ges_mec] [--device cuda] [--wandb offline]
     python jobs/evaluate.py --model gauss8 --real TABLE.csv --out DIR [--max-obs 200] [--prior-samples 1 50] [--seed S]
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="jobs/evaluate.py",
         description="Evaluate an exported ACTIVA model against baselines and the noise floor.",
     )
-    parser.add_argument("--model", required=True, help="exported model directory (RUN_DIR/export); with --real also a shipped name (gauss8)")
+    parser.add_argument("--model", required=True, help="an exported model directory (RUN_DIR/export) or a shipped model's name (gauss8)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="shard root written by jobs/generate.py")
     source.add_argument("--real", help="a real interventional table, .csv or .parquet (format: activa_ray/eval/real.py)")

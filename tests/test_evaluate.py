@@ -23,7 +23,8 @@ from activa_ray.eval.validation import validation_metrics
 from activa_ray.eval.metrics import all_metrics
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
-from activa_ray.model.io import save_model
+from activa_ray.model.io import ModelFileError, save_model
+from activa_ray.pretrained import resolve
 from wandb_records import wait_for_keys
 
 TINY = ModelConfig(embed_dim=16, hidden_dim=32, encoder_layers=2, decoder_layers=1, heads=2)
@@ -218,3 +219,15 @@ def test_a_model_trained_at_another_d_is_evaluated_with_a_warning(shard_dir: Pat
         outcome = evaluate(model, shard_dir, tmp_path / "out", prior_samples=(1,), max_models=1, permutations=5,
                            figure_models=0, progress=False)
     assert outcome["pairs"] == 2
+
+
+@pytest.mark.ray  # the shard directory is written by Ray tasks
+def test_a_shipped_model_is_evaluated_by_name(shard_dir: Path, tmp_path: Path) -> None:
+    outcome = evaluate("gauss2", shard_dir, tmp_path / "out", prior_samples=(1,), max_models=1, permutations=5,
+                       figure_models=0, progress=False)
+    assert outcome["pairs"] == 2
+    info = json.loads((tmp_path / "out" / "run_info.json").read_text())
+    assert Path(info["model_dir"]) == resolve("gauss2")
+    with pytest.raises(ModelFileError, match="neither an exported model folder nor a shipped model"):
+        evaluate("gauss9", shard_dir, tmp_path / "other", progress=False)
+    assert not (tmp_path / "other").exists()

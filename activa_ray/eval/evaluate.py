@@ -37,6 +37,7 @@ from activa_ray.eval.report import markdown_report, results_csv_rows, write_csv,
 from activa_ray.eval.shard import ACTIVA, FLOOR, Methods, activa_name, evaluate_shard
 from activa_ray.io_utils import atomic_write_text
 from activa_ray.model.io import load_model
+from activa_ray.pretrained import resolve
 from activa_ray.predict.domain import warn_if_other_d
 
 
@@ -124,8 +125,9 @@ def evaluate(
     wandb_run: Any = None,
     progress: bool = True,
 ) -> dict:
-    """Evaluate and write the report files; returns {"results", "by_role", "failures", "timing_ms", ...}."""
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    """Evaluate `model_dir` (an export folder, or a shipped model's name) and write the report files;
+    returns {"results", "by_role", "failures", "timing_ms", ...}."""
+    model_dir, data_dir, out_dir = resolve(model_dir), Path(data_dir), Path(out_dir)
     baselines = _check_methods(methods)
     counts = _check_prior_samples(prior_samples, default_prior_samples)
     if max_models is not None and max_models < 1:
