@@ -1,7 +1,7 @@
 """Structure learning for the discovery baselines: a DAG from DirectLiNGAM, or every DAG of GES's
 Markov equivalence class (orient an undirected edge each way, close under Meek's rules, keep the
-completions with the class's v-structures). Each function takes one dataset (N, d) and returns DAGs
-(K, d, d) with graph[i, j] = edge i -> j; eval/baselines.py fits and simulates them."""
+completions with the class's v-structures). `lingam_dag` and `ges_dags` take one dataset (N, d) and
+return DAGs (K, d, d) with graph[i, j] = edge i -> j; eval/baselines.py fits and simulates them."""
 
 from __future__ import annotations
 
