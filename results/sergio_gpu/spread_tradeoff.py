@@ -6,7 +6,7 @@ DATA_DIR: `./run generate --config configs/sergio.yaml --out DATA_DIR` (or the O
 MODELS (200) test models. Scores against the evaluation's interventional sample `int`, with the target
 as in the truth:
   - the shipped `sergio` model's S = 1 samples, shrunk towards their mean by c (c = 1: as predicted);
-  - no effect (30 observational cells), widened around their mean by c.
+  - no effect (30 observational cells, eval/baselines.py's), widened around their mean by c.
 """
 import sys
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from activa_ray.data.format import read_shard, shard_paths
+from activa_ray.eval.baselines import no_effect
 from activa_ray.eval.metrics import energy, mmd, wasserstein
 from activa_ray.eval.pairs import flatten_pairs, predict_samples
 from activa_ray.predict import load
@@ -26,9 +27,7 @@ n_pairs, n, _ = truth.shape
 with torch.no_grad():
     predicted = predict_samples(load("sergio").model, obs, pairs["targets"], pairs["values"], n, 1,
                                 torch.Generator().manual_seed(0), 64, torch.device("cpu"))  # (P, n, d)
-rng = np.random.default_rng(0)
-rows = np.argsort(rng.random((n_pairs, obs.shape[1])), 1)[:, :n]
-no_effect = obs[np.arange(n_pairs)[:, None], rows].astype(np.float32)  # (P, n, d)
+unmoved = no_effect(obs, pairs["targets"], pairs["values"], n, np.random.default_rng(0), point_mass=True).samples  # (P, n, d)
 
 
 def score(name: str, samples: np.ndarray) -> None:
@@ -46,4 +45,4 @@ print(f"{n_pairs} pairs")
 for factor in (1.0, 0.8, 0.6, 0.4):
     score(f"ACTIVA shrunk x{factor}", scaled(predicted, factor))
 for factor in (1.0, 1.25, 1.5):
-    score(f"no effect widened x{factor}", scaled(no_effect, factor))
+    score(f"no effect widened x{factor}", scaled(unmoved, factor))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from activa_ray.data.format import read_shard, shard_paths
+from activa_ray.eval.baselines import no_effect
 from activa_ray.eval.metrics import energy, mmd, wasserstein
 from activa_ray.eval.pairs import descendant_masks, flatten_pairs
 
@@ -33,7 +34,7 @@ def main(root: str, models: int) -> None:
     truth, second, obs = pairs["int"], pairs["int_ref"], pairs["obs"]
     held = pairs["targets"].astype(bool)  # (P, d)
     count, n, _ = truth.shape
-    subsample = obs[np.arange(count)[:, None], np.argsort(rng.random((count, obs.shape[1])), 1)[:, :n]]
+    subsample = no_effect(obs, pairs["targets"], pairs["values"], n, rng, point_mass=True).samples
     predictions = {"floor (int_ref)": second, "Gaussian fitted to int_ref": gaussian_draws(second, n, rng),
                    "no effect (obs)": subsample, "Gaussian fitted to obs": gaussian_draws(obs, n, rng)}
     _, non_descendants = descendant_masks(pairs["graph"], held)
