@@ -3,6 +3,7 @@ relative intervention values, the mixed-noise kind, warm starts, and predict's c
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from activa_ray.data.simulate import simulate
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
 from activa_ray.model.io import ModelFileError, load_model, save_model, warm_start
+from activa_ray.model.query import VALUE_SCALE, regression_features
 from activa_ray.predict import PredictError
 from activa_ray.predict.predictor import Predictor, observation_chunks
 from activa_ray.train.step import LossModule, streamed_examples
@@ -155,6 +157,45 @@ def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_p
     save_model(wider, tmp_path / "wider")
     with pytest.raises(ModelFileError, match=r"cannot warm-start this model: model\.hidden_dim=32: the export has 64"):
         warm_start(model, tmp_path / "wider")
+
+
+def test_regression_features_give_the_linear_answers_in_any_units() -> None:
+    """On x0 -> x1 <- x2, x1 -> x3 (unit noise), do(x0 = 2 SD): x1's conditional shift is corr(x0, x1) * 2,
+    its coefficient on x0 given the rest is the weight shrunk by what x3 tells about x1, x2's is 0."""
+    rng = np.random.default_rng(0)
+    x0, x2 = rng.normal(size=200_000), rng.normal(size=200_000)
+    x1 = 1.5 * x0 - 0.7 * x2 + rng.normal(size=200_000)
+    x3 = 0.8 * x1 + rng.normal(size=200_000)
+    obs = torch.tensor(np.stack([x0, x1, x2, x3], -1), dtype=torch.float32).unsqueeze(0)  # (1, N, 4)
+    targets = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    features = regression_features(obs, targets, torch.tensor([2.0 * x0.std()]))[0]  # (4, 4)
+    sd1 = math.sqrt(1.5**2 + 0.7**2 + 1.0)
+    corr01 = 1.5 / sd1
+    assert torch.equal(features[0], torch.zeros(4))  # the target's row
+    torch.testing.assert_close(features[1, :2], torch.tensor([corr01, 2 * corr01 / VALUE_SCALE]), atol=0.01, rtol=0)
+    torch.testing.assert_close(features[2, :2], torch.zeros(2), atol=0.01, rtol=0)  # independent of x0
+    # E[x1 | x0, x2, x3] puts 1.5 / (1 + 0.8²) on x0 (SD units: / sd1).
+    assert abs(features[1, 2].item() - 1.5 / (1 + 0.8**2) / sd1) < 0.01 and abs(features[1, 3].item() - 0.2 * features[1, 2].item()) < 1e-5
+    assert abs(features[3, 2].item()) < 0.01  # x3 given x1: x0 adds nothing
+    rescaled = regression_features(obs * torch.tensor([3.0, 0.01, 7.0, 1e3]) + 5.0, targets,
+                                   torch.tensor([2.0 * x0.std() * 3.0 + 5.0]))[0]
+    torch.testing.assert_close(rescaled, features, atol=1e-4, rtol=1e-4)
+
+
+def test_a_warm_start_that_adds_regression_features_predicts_what_the_export_did(tmp_path: Path) -> None:
+    source = value_model()
+    save_model(source, tmp_path / "plain")
+    model = Activa(replace(VALUE_MODEL, regression_features=True)).eval()
+    counts, _ = warm_start(model, tmp_path / "plain")
+    assert counts["partial"] == 2 and counts["initialised"] == 0
+    obs, targets, index, values = query(2)
+    before = source.predict(obs, targets, index, prior_samples=3, generator=torch.Generator().manual_seed(0), values=values)
+    after = model.predict(obs, targets, index, prior_samples=3, generator=torch.Generator().manual_seed(0), values=values)
+    torch.testing.assert_close(after.means, before.means)
+    torch.testing.assert_close(after.scale_tril, before.scale_tril)
+    save_model(model, tmp_path / "features")
+    with pytest.raises(ModelFileError, match="regression_features=false: the export reads regression features"):
+        warm_start(value_model(), tmp_path / "features")
 
 
 def value_predictor(tmp_path: Path) -> Predictor:

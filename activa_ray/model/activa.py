@@ -6,6 +6,8 @@ e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = deco
 - I (B, d, |I|): one-hot of the value index on the target rows, appended to every sample of
   both datasets, so h' = h_alpha'(D, I) and h'' = h_alpha''(V, I) both see the query. With
   intervention_encoding "value", I (B, d, 2) is [is target, value / VALUE_SCALE] instead.
+- regression_features: I gains 4 columns per variable (query.regression_features): the slope and
+  mean shift of linear regression on the targets and the targets' coefficient given the others.
 - standardize: every variable is shifted and scaled by its observational mean and std (a
   `Standardization`) before the networks see it; the loss is the likelihood in those units and
   predictions are mapped back to the data's units.
@@ -35,7 +37,9 @@ from torch import nn
 from activa_ray.model.attention import AlternatingEmbedding, TransformerBlock
 from activa_ray.model.config import ModelConfig, check_model_config
 from activa_ray.model.mixture import GaussianMixture, component_log_prob, isolate_pinned
-from activa_ray.model.query import Query, Standardization, intervention_representation, value_representation, with_intervention
+from activa_ray.model.query import (
+    Query, Standardization, intervention_representation, regression_features, value_representation, with_intervention,
+)
 
 
 def check_config(cfg: ModelConfig) -> None:
@@ -125,6 +129,7 @@ class Activa(nn.Module):
         check_config(cfg)
         self.cfg = cfg
         in_features = 1 + (2 if cfg.intervention_encoding == "value" else len(cfg.intervention_values))
+        in_features += 4 if cfg.regression_features else 0
         embedding = (in_features, cfg.embed_dim, cfg.heads, cfg.hidden_dim, cfg.encoder_layers, cfg.dropout)
         self.observational_embedding = AlternatingEmbedding(*embedding)  # h_alpha'
         self.interventional_embedding = AlternatingEmbedding(*embedding)  # h_alpha''
@@ -183,6 +188,9 @@ class Activa(nn.Module):
             representation = value_representation(targets.float(), frame.values_to_model(values))
         else:
             representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
+        if self.cfg.regression_features:
+            features = regression_features(obs, targets, values)  # (B, d, 4)
+            representation = torch.cat([representation.to(features.dtype), features], dim=-1)
         return Query(frame, frame.to_model(obs), None if x is None else frame.to_model(x), representation, values)
 
     def embed(self, obs: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:

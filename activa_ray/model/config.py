@@ -35,6 +35,10 @@ class ModelConfig:
     # prediction alike) and map predictions back: units do not matter, and the variances that grow downstream
     # in raw linear SCMs ("varsortability") no longer give the causal order away.
     standardize: bool = False
+    # Append to every variable's query representation what linear regression on the observational sample
+    # says about the intervention (query.regression_features): the conditional mean shift and the direct
+    # effect given the other variables. The model still decides, from the graph it infers, which applies.
+    regression_features: bool = False
 
     RANGES: ClassVar[dict[str, Range]] = {
         "heads": AT_LEAST_1, "decoder_layers": AT_LEAST_0, "encoder_layers": AT_LEAST_0,
@@ -70,7 +74,8 @@ def warm_start_problems(source: dict, target: ModelConfig, prefix: str = "model"
     """Why an export's model (its config.json "model" dict) cannot warm-start `target` (none: it can).
 
     Its weights must have the target's sizes: a slice of a trained matrix is not a trained smaller one.
-    Only the encoding may change from index (one value) to value: the input projection gains a column.
+    Only the encoding may change from index (one value) to value, and regression features may be added:
+    the input projection gains columns.
     """
     problems = [f"{prefix}.{name}={getattr(target, name)}: the export has {source.get(name)!r}"
                 for name in SHAPE_FIELDS if source.get(name) != getattr(target, name)]
@@ -83,6 +88,8 @@ def warm_start_problems(source: dict, target: ModelConfig, prefix: str = "model"
         problems.append(f"{prefix}.intervention_encoding=index: the export encodes values")
     elif encodings == ("index", "index") and values != len(target.intervention_values):
         problems.append(f"{prefix}.intervention_values={target.intervention_values}: the export indexes {values} values")
+    if source.get("regression_features", False) and not target.regression_features:
+        problems.append(f"{prefix}.regression_features=false: the export reads regression features")
     return problems
 
 

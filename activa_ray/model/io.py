@@ -68,7 +68,7 @@ def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = 
 
 # ModelConfig fields added since format_version 1 was written: an export without them predates them and
 # means their defaults (an index-encoded model on raw values).
-ADDED_FIELDS = ("intervention_encoding", "standardize")
+ADDED_FIELDS = ("intervention_encoding", "standardize", "regression_features")
 
 
 def _field_ok(value: Any, default: Any) -> bool:
@@ -180,7 +180,9 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
 
     The sizes must match (`warm_start_problems`); an index-encoded export with one value fills the first
     columns of a value-encoded model's input projections ((e, 2) into (e, 3): the data and "is target"
-    features mean the same in both; the value column starts at 0).
+    features mean the same in both; the value column starts at 0), and an export without regression
+    features fills the first columns of a model with them (the feature columns start at 0, so the
+    warm-started model computes what the export did).
     """
     source, meta = load_model(directory)
     problems = warm_start_problems(asdict(source.cfg), model.cfg)
@@ -196,7 +198,7 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
             elif state[name].shape == tensor.shape:
                 tensor.copy_(state[name])
                 counts["copied"] += 1
-            else:  # an input projection (e, 1 + |I|) -> (e, 3): the value column starts at 0
+            else:  # an input projection (e, 1 + |I|) -> (e, 3 [+ 4]): the new columns start at 0
                 columns = state[name].shape[1]
                 tensor.zero_()[:, :columns] = state[name]
                 counts["partial"] += 1
