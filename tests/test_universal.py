@@ -187,7 +187,7 @@ def test_a_warm_start_that_adds_regression_features_predicts_what_the_export_did
     save_model(source, tmp_path / "plain")
     model = Activa(replace(VALUE_MODEL, regression_features=True)).eval()
     counts, _ = warm_start(model, tmp_path / "plain")
-    assert counts["partial"] == 2 and counts["initialised"] == 0
+    assert counts["partial"] == 2 and counts["initialised"] == 2  # the input projections; the closed gates
     obs, targets, index, values = query(2)
     before = source.predict(obs, targets, index, prior_samples=3, generator=torch.Generator().manual_seed(0), values=values)
     after = model.predict(obs, targets, index, prior_samples=3, generator=torch.Generator().manual_seed(0), values=values)
@@ -196,6 +196,23 @@ def test_a_warm_start_that_adds_regression_features_predicts_what_the_export_did
     save_model(model, tmp_path / "features")
     with pytest.raises(ModelFileError, match="regression_features=false: the export reads regression features"):
         warm_start(value_model(), tmp_path / "features")
+
+
+def test_an_open_gate_adds_the_conditional_shift_to_the_mean_in_the_data_units() -> None:
+    torch.manual_seed(0)
+    model = Activa(replace(VALUE_MODEL, regression_features=True)).eval()
+    obs, targets, index, values = query(3)
+    def means() -> torch.Tensor:
+        return model.predict(obs, targets, index, generator=torch.Generator().manual_seed(0), values=values).means[:, 0]
+    closed = means()  # (B, d)
+    with torch.no_grad():
+        model.decoder.shift_gates.bias[0::2] = 1.0  # every component's gate on R_jt v_t
+    opened = means()
+    shift_sd = regression_features(obs, targets, values)[..., 1] * VALUE_SCALE  # (B, d), target rows 0
+    torch.testing.assert_close(opened - closed, shift_sd * obs.std(1, correction=0), rtol=1e-4, atol=1e-4)
+    assert bool((shift_sd.abs() > 0.05).any())
+    with pytest.raises(ValueError, match="regression_features=true: needs model.standardize=true"):
+        Activa(replace(VALUE_MODEL, regression_features=True, standardize=False))
 
 
 def value_predictor(tmp_path: Path) -> Predictor:

@@ -7,7 +7,11 @@ e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = deco
   both datasets, so h' = h_alpha'(D, I) and h'' = h_alpha''(V, I) both see the query. With
   intervention_encoding "value", I (B, d, 2) is [is target, value / VALUE_SCALE] instead.
 - regression_features: I gains 4 columns per variable (query.regression_features): the slope and
-  mean shift of linear regression on the targets and the targets' coefficient given the others.
+  mean shift of linear regression on the targets and the targets' coefficient given the others; and
+  each decoder mean gains gated copies of the two shifts, g_b · [R_jt v_t, π_jt v_t] with gates g
+  (B_dec, d, 2) a row-wise linear of the decoder tokens, starting at 0. The latent then has to say
+  which linear answer a variable follows (a descendant: about the conditional shift; a non-descendant:
+  none), not to carry the answer's size through its z_dim numbers.
 - standardize: every variable is shifted and scaled by its observational mean and std (a
   `Standardization`) before the networks see it; the loss is the likelihood in those units and
   predictions are mapped back to the data's units.
@@ -38,7 +42,8 @@ from activa_ray.model.attention import AlternatingEmbedding, TransformerBlock
 from activa_ray.model.config import ModelConfig, check_model_config
 from activa_ray.model.mixture import GaussianMixture, component_log_prob, isolate_pinned
 from activa_ray.model.query import (
-    Query, Standardization, intervention_representation, regression_features, value_representation, with_intervention,
+    Query, Standardization, intervention_representation, linear_shifts, regression_features, value_representation,
+    with_intervention,
 )
 
 
@@ -94,6 +99,7 @@ class MixtureDecoder(nn.Module):
         self.factor_head = nn.Linear(cfg.embed_dim, cfg.decoder_components * cfg.embed_dim)
         self.diagonal_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
         self.weight_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
+        self.shift_gates = nn.Linear(cfg.embed_dim, 2 * cfg.decoder_components) if cfg.regression_features else None
         self.cov_floor = cfg.cov_floor
         # The layer-normed tokens have unit-variance features: weights of std sqrt(0.5 / e) give u entries of
         # variance 0.5, so u uᵀ / e starts with diagonal ~0.5, and softplus(a) starts at 0.5: Σ starts with a
@@ -102,14 +108,21 @@ class MixtureDecoder(nn.Module):
         nn.init.zeros_(self.factor_head.bias)
         nn.init.zeros_(self.diagonal_head.weight)
         nn.init.constant_(self.diagonal_head.bias, math.log(math.expm1(0.5)))
+        if self.shift_gates is not None:  # gates start closed: a warm start predicts what its export did
+            nn.init.zeros_(self.shift_gates.weight)
+            nn.init.zeros_(self.shift_gates.bias)
 
-    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, latent: torch.Tensor, shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """shifts (B, d, 2): the linear mean shifts the gates scale (cfg.regression_features)."""
         batch, variables, _ = latent.shape
         tokens = self.latent_projection(latent)  # (B, d, e)
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.final_norm(tokens)
         means = self.mean_head(tokens).transpose(1, 2)  # (B, B_dec, d)
+        if self.shift_gates is not None:
+            gates = self.shift_gates(tokens).view(batch, variables, self.components, 2)  # (B, d, B_dec, 2)
+            means = means + (gates * shifts.unsqueeze(2).to(gates.dtype)).sum(-1).transpose(1, 2)
         factors = self.factor_head(tokens).view(batch, variables, self.components, self.embed_dim).transpose(1, 2)
         diagonal = self.diagonal_head(tokens).transpose(1, 2)  # (B, B_dec, d)
         logits = self.weight_head(tokens.sum(1))  # (B, B_dec)
@@ -188,10 +201,13 @@ class Activa(nn.Module):
             representation = value_representation(targets.float(), frame.values_to_model(values))
         else:
             representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
+        shifts = None
         if self.cfg.regression_features:
             features = regression_features(obs, targets, values)  # (B, d, 4)
             representation = torch.cat([representation.to(features.dtype), features], dim=-1)
-        return Query(frame, frame.to_model(obs), None if x is None else frame.to_model(x), representation, values)
+            shifts = linear_shifts(features)  # (B, d, 2), model units: the model standardises
+        x = None if x is None else frame.to_model(x)
+        return Query(frame, frame.to_model(obs), x, representation, values, shifts)
 
     def embed(self, obs: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
         """h' = h_alpha'(D, I): (B, N_obs, d), (B, d, |I|) -> (B, d, e)."""
@@ -214,13 +230,17 @@ class Activa(nn.Module):
         h_int = self.interventional_embedding(with_intervention(x, representation))
         return h_obs, self.posterior_mean(h_obs, h_int)
 
-    def decode(self, latent: torch.Tensor, pinned_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def decode(
+        self, latent: torch.Tensor, pinned_mask: torch.Tensor | None, shifts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """latent (B, d, z) -> float32 logits (B, B_dec), means (B, B_dec, d), scale_tril (B, B_dec, d, d).
 
         With pinned_mask (B, d) the pinned rows/columns of Σ are replaced by identity blocks (see
-        mixture.isolate_pinned).
+        mixture.isolate_pinned); shifts (B, d, 2) are the query's linear shifts (cfg.regression_features).
         """
-        logits, means, covariance = self.decoder(latent)
+        if self.cfg.regression_features and shifts is None:
+            raise ValueError("a model with regression features decodes with the query's shifts (B, d, 2)")
+        logits, means, covariance = self.decoder(latent, shifts)
         with torch.autocast(device_type=latent.device.type, enabled=False):
             if pinned_mask is not None:
                 covariance = isolate_pinned(covariance, pinned_mask)
@@ -255,14 +275,15 @@ class Activa(nn.Module):
         if not prior_nll_weight >= 0.0:
             raise ValueError(f"prior_nll_weight must be >= 0; got {prior_nll_weight!r}")
         cfg = self.cfg
-        _, obs, x, representation, _ = self.prepare(obs, targets, value_index, values, x)
+        query = self.prepare(obs, targets, value_index, values, x)
+        obs, x, representation, shifts = query.obs, query.x, query.representation, query.shifts
         h_obs, mu = self.encode(obs, x, representation)  # (B, d, e), (B, d, z)
         prior_logits, prior_means = self.prior(h_obs)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=torch.float32)
         latent = mu.float() + math.sqrt(cfg.encoder_var) * noise  # reparameterised z ~ q
 
         pinned_mask = targets.bool() if cfg.point_mass_interventions else None
-        logits, means, scale_tril = self.decode(latent, pinned_mask)
+        logits, means, scale_tril = self.decode(latent, pinned_mask, shifts)
         with torch.autocast(device_type=x.device.type, enabled=False):
             per_component = component_log_prob(x.float(), means, scale_tril, pinned_mask)  # (B, B_dec, N)
             log_likelihood = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + per_component, dim=1)  # (B, N)
@@ -282,7 +303,7 @@ class Activa(nn.Module):
             }
         if prior_nll_weight > 0.0:
             prior_log_likelihood = self.prior_predictive_log_likelihood(
-                x, prior_logits, prior_means, pinned_mask, generator
+                x, prior_logits, prior_means, pinned_mask, generator, shifts
             )  # (B,)
             terms["loss"] = terms["loss"] - prior_nll_weight * prior_log_likelihood.mean()
             terms["prior_nll_per_sample"] = -prior_log_likelihood.mean() / x.shape[1]
@@ -297,6 +318,7 @@ class Activa(nn.Module):
         prior_means: torch.Tensor,
         pinned_mask: torch.Tensor | None,
         generator: torch.Generator | None = None,
+        shifts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """log Σ_k w_k Π_n p(x_n | z_k) for x (B, N, d): one reparameterised z_k ~ N(m_k, prior_var I) per component -> (B,).
 
@@ -309,7 +331,8 @@ class Activa(nn.Module):
         noise = torch.randn(prior_means.shape, generator=generator, device=x.device, dtype=torch.float32)
         latent = prior_means.float() + math.sqrt(self.cfg.prior_var) * noise  # (B, k, d, z)
         mask = None if pinned_mask is None else pinned_mask.repeat_interleave(components, dim=0)
-        logits, means, scale_tril = self.decode(latent.flatten(0, 1), mask)  # (B·k, ...)
+        shifts = None if shifts is None else shifts.repeat_interleave(components, dim=0)
+        logits, means, scale_tril = self.decode(latent.flatten(0, 1), mask, shifts)  # (B·k, ...)
         with torch.autocast(device_type=x.device.type, enabled=False):
             repeated = x.float().repeat_interleave(components, dim=0)  # (B·k, N, d)
             per_component = component_log_prob(repeated, means, scale_tril, mask)  # (B·k, B_dec, N)
@@ -343,10 +366,10 @@ class Activa(nn.Module):
         but `predict` does not, the decoder can represent the answer and the prior has not yet
         learnt to find it from D alone. Call `model.eval()` first (dropout).
         """
-        frame, obs, x, representation, values = self.prepare(obs, targets, value_index, values, x)
+        frame, obs, x, representation, values, shifts = self.prepare(obs, targets, value_index, values, x)
         _, mu = self.encode(obs, x, representation)  # (B, d, z)
         pinned_mask, pinned_values = self.pinning(targets, frame, values)
-        logits, means, scale_tril = self.decode(mu.float(), pinned_mask)
+        logits, means, scale_tril = self.decode(mu.float(), pinned_mask, shifts)
         return frame.to_data(GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values))
 
     @torch.no_grad()
@@ -372,7 +395,7 @@ class Activa(nn.Module):
         if prior_samples < 1:
             raise ValueError(f"prior_samples must be >= 1; got {prior_samples}")
         cfg = self.cfg
-        frame, obs, _, representation, values = self.prepare(obs, targets, value_index, values)
+        frame, obs, _, representation, values, shifts = self.prepare(obs, targets, value_index, values)
         batch, _, variables = obs.shape
         prior_logits, prior_means = self.prior(self.embed(obs, representation))  # (B, k), (B, k, d, z)
         component = torch.multinomial(
@@ -385,7 +408,8 @@ class Activa(nn.Module):
 
         pinned_mask, pinned_values = self.pinning(targets, frame, values)
         decoder_mask = None if pinned_mask is None else pinned_mask.repeat_interleave(prior_samples, dim=0)
-        logits, means, scale_tril = self.decode(latent.reshape(batch * prior_samples, variables, -1), decoder_mask)
+        shifts = None if shifts is None else shifts.repeat_interleave(prior_samples, dim=0)
+        logits, means, scale_tril = self.decode(latent.reshape(batch * prior_samples, variables, -1), decoder_mask, shifts)
         components = prior_samples * cfg.decoder_components
         mixture_logits = torch.log_softmax(logits, -1).reshape(batch, components) - math.log(prior_samples)
         return frame.to_data(GaussianMixture(

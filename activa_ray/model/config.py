@@ -37,7 +37,8 @@ class ModelConfig:
     standardize: bool = False
     # Append to every variable's query representation what linear regression on the observational sample
     # says about the intervention (query.regression_features): the conditional mean shift and the direct
-    # effect given the other variables. The model still decides, from the graph it infers, which applies.
+    # effect given the other variables; the decoder adds them to its means through learned gates. The
+    # model still decides, from the graph it infers, which applies. Needs `standardize`.
     regression_features: bool = False
 
     RANGES: ClassVar[dict[str, Range]] = {
@@ -61,6 +62,9 @@ def check_model_config(cfg: ModelConfig, prefix: str = "model") -> list[str]:
         problems.append(f"{prefix}.embed_dim={cfg.embed_dim}: must be divisible by {prefix}.heads={cfg.heads}")
     if cfg.intervention_encoding not in ("index", "value"):
         problems.append(f"{prefix}.intervention_encoding={cfg.intervention_encoding!r}: must be index or value")
+    if cfg.regression_features and not cfg.standardize:
+        problems.append(f"{prefix}.regression_features=true: needs {prefix}.standardize=true (the decoder adds the "
+                        "features' shifts, which are in observational standard deviations, to its means)")
     if cfg.intervention_encoding == "index" and not cfg.intervention_values:
         problems.append(f"{prefix}.intervention_values=[]: must list at least one intervention value")
     return problems

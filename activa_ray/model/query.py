@@ -56,6 +56,11 @@ def regression_features(obs: torch.Tensor, targets: torch.Tensor, values: torch.
         return torch.cat(columns, dim=-1) * (1.0 - targets).unsqueeze(-1)  # (B, d, 4)
 
 
+def linear_shifts(features: torch.Tensor) -> torch.Tensor:
+    """The two mean shifts of regression_features (B, d, 4), R_jt v_t and π_jt v_t, in SDs -> (B, d, 2)."""
+    return features[..., 1::2] * VALUE_SCALE
+
+
 class Standardization:
     """Per query and variable location and scale (B, d) of the observational sample; identity when off.
 
@@ -96,6 +101,7 @@ class Query(NamedTuple):
     x: torch.Tensor | None  # (B, N, d), model units (training and reconstruction only)
     representation: torch.Tensor  # I (B, d, |I|) or (B, d, 2), plus 4 columns of regression features
     values: torch.Tensor  # (B,) the queries' values, data units
+    shifts: torch.Tensor | None  # (B, d, 2) the regression features' two mean shifts, model units (or None)
 
 
 def with_intervention(data: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
