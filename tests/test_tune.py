@@ -59,12 +59,16 @@ def test_every_trial_logs_to_wandb_in_one_group(sweep):
     _, out = sweep
     runs = list((out / "tuner").glob("*/wandb/offline-run-*/run-*.wandb"))
     assert len(runs) == 3
-    # Every trial's run file holds its run (in the sweep's group) and its first report, the stopped trials'
-    # too: ASHA's stop force-kills a trial's Ray actors with their child processes, W&B's service among
-    # them, before the worker can finish its run; what the service had written out by then is all there is.
+    trials = pd.read_csv(out / "trials.csv").set_index("trial")
+    finished = {name for name, row in trials.iterrows() if row["iterations"] == 4}
+    assert finished
+    # Every trial's run file holds its run, in the sweep's group; a finished trial's holds its reports too.
+    # A stopped trial's may not: ASHA's stop force-kills its Ray actors with their child processes, W&B's
+    # service among them, and what the service had written out by then (asynchronously) is all there is.
     for path in runs:
         assert run_group(path) == f"sweep-{out.name}", path
-        assert "val/elbo" in wait_for_keys([path], {"val/elbo"}), path
+        if path.parents[2].name in finished:
+            assert "val/elbo" in wait_for_keys([path], {"val/elbo"}), path
 
 
 def test_best_config_trains_unchanged(sweep, tmp_path):

@@ -9,9 +9,10 @@ e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = deco
 - regression_features: I gains 4 columns per variable (query.regression_features): the slope and
   mean shift of linear regression on the targets and the targets' coefficient given the others; and
   each decoder mean gains gated copies of the two shifts, g_b · [R_jt v_t, π_jt v_t] with gates g
-  (B_dec, d, 2) a row-wise linear of the decoder tokens, starting at 0. The latent then has to say
-  which linear answer a variable follows (a descendant: about the conditional shift; a non-descendant:
-  none), not to carry the answer's size through its z_dim numbers.
+  (B_dec, d, 2) a row-wise linear of the decoder tokens, starting at 0. The intent: the latent need
+  only say which linear answer a variable follows (a descendant: about the conditional shift; a
+  non-descendant: none), not carry the answer's size through its z_dim numbers. Added to a trained
+  model, the gates stayed nearly shut (README, universal section).
 - standardize: every variable is shifted and scaled by its observational mean and std (a
   `Standardization`) before the networks see it; the loss is the likelihood in those units and
   predictions are mapped back to the data's units.

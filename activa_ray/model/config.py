@@ -36,8 +36,8 @@ class ModelConfig:
     # in raw linear SCMs ("varsortability") no longer give the causal order away.
     standardize: bool = False
     # Append to every variable's query representation what linear regression on the observational sample
-    # says about the intervention (query.regression_features): the conditional mean shift and the direct
-    # effect given the other variables; the decoder adds them to its means through learned gates. The
+    # says about the intervention (query.regression_features): the conditional mean shift and the target's
+    # coefficient given all the other variables; the decoder adds both to its means through learned gates. The
     # model still decides, from the graph it infers, which applies. Needs `standardize`.
     regression_features: bool = False
 
