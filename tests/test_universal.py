@@ -18,7 +18,7 @@ from activa_ray.data.simulate import simulate
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig
 from activa_ray.model.io import ModelFileError, load_model, save_model, warm_start
-from activa_ray.model.query import VALUE_SCALE, regression_features
+from activa_ray.model.query import VALUE_SCALE, Standardization, regression_features
 from activa_ray.predict import PredictError
 from activa_ray.predict.predictor import Predictor, observation_chunks
 from activa_ray.train.step import LossModule, streamed_examples
@@ -159,6 +159,12 @@ def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_p
         warm_start(model, tmp_path / "wider")
 
 
+def features_of(obs: torch.Tensor, targets: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """regression_features of a raw sample, standardised as the model does."""
+    frame = Standardization(obs, enabled=True)
+    return regression_features(frame.to_model(obs), targets, frame.values_to_model(values))
+
+
 def test_regression_features_give_the_linear_answers_in_any_units() -> None:
     """On x0 -> x1 <- x2, x1 -> x3 (unit noise), do(x0 = 2 SD): x1's conditional shift is corr(x0, x1) * 2,
     its coefficient on x0 given the rest is the weight shrunk by what x3 tells about x1, x2's is 0."""
@@ -168,7 +174,7 @@ def test_regression_features_give_the_linear_answers_in_any_units() -> None:
     x3 = 0.8 * x1 + rng.normal(size=200_000)
     obs = torch.tensor(np.stack([x0, x1, x2, x3], -1), dtype=torch.float32).unsqueeze(0)  # (1, N, 4)
     targets = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
-    features = regression_features(obs, targets, torch.tensor([2.0 * x0.std()]))[0]  # (4, 4)
+    features = features_of(obs, targets, torch.tensor([2.0 * x0.std()]))[0]  # (4, 4)
     sd1 = math.sqrt(1.5**2 + 0.7**2 + 1.0)
     corr01 = 1.5 / sd1
     assert torch.equal(features[0], torch.zeros(4))  # the target's row
@@ -177,8 +183,8 @@ def test_regression_features_give_the_linear_answers_in_any_units() -> None:
     # E[x1 | x0, x2, x3] puts 1.5 / (1 + 0.8²) on x0 (SD units: / sd1).
     assert abs(features[1, 2].item() - 1.5 / (1 + 0.8**2) / sd1) < 0.01 and abs(features[1, 3].item() - 0.2 * features[1, 2].item()) < 1e-5
     assert abs(features[3, 2].item()) < 0.01  # x3 given x1: x0 adds nothing
-    rescaled = regression_features(obs * torch.tensor([3.0, 0.01, 7.0, 1e3]) + 5.0, targets,
-                                   torch.tensor([2.0 * x0.std() * 3.0 + 5.0]))[0]
+    rescaled = features_of(obs * torch.tensor([3.0, 0.01, 7.0, 1e3]) + 5.0, targets,
+                         torch.tensor([2.0 * x0.std() * 3.0 + 5.0]))[0]
     torch.testing.assert_close(rescaled, features, atol=1e-4, rtol=1e-4)
 
 
@@ -208,7 +214,7 @@ def test_an_open_gate_adds_the_conditional_shift_to_the_mean_in_the_data_units()
     with torch.no_grad():
         model.decoder.shift_gates.bias[0::2] = 1.0  # every component's gate on R_jt v_t
     opened = means()
-    shift_sd = regression_features(obs, targets, values)[..., 1] * VALUE_SCALE  # (B, d), target rows 0
+    shift_sd = features_of(obs, targets, values)[..., 1] * VALUE_SCALE  # (B, d), target rows 0
     torch.testing.assert_close(opened - closed, shift_sd * obs.std(1, correction=0), rtol=1e-4, atol=1e-4)
     assert bool((shift_sd.abs() > 0.05).any())
     with pytest.raises(ValueError, match="regression_features=true: needs model.standardize=true"):

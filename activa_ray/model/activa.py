@@ -202,13 +202,14 @@ class Activa(nn.Module):
             representation = value_representation(targets.float(), frame.values_to_model(values))
         else:
             representation = intervention_representation(targets, value_index, len(self.cfg.intervention_values))
+        obs = frame.to_model(obs)
         shifts = None
-        if self.cfg.regression_features:
-            features = regression_features(obs, targets, values)  # (B, d, 4)
+        if self.cfg.regression_features:  # needs standardize: obs and the values are in observational SDs
+            features = regression_features(obs, targets, frame.values_to_model(values))  # (B, d, 4)
             representation = torch.cat([representation.to(features.dtype), features], dim=-1)
-            shifts = linear_shifts(features)  # (B, d, 2), model units: the model standardises
+            shifts = linear_shifts(features)  # (B, d, 2), model units
         x = None if x is None else frame.to_model(x)
-        return Query(frame, frame.to_model(obs), x, representation, values, shifts)
+        return Query(frame, obs, x, representation, values, shifts)
 
     def embed(self, obs: torch.Tensor, representation: torch.Tensor) -> torch.Tensor:
         """h' = h_alpha'(D, I): (B, N_obs, d), (B, d, |I|) -> (B, d, e)."""

@@ -27,28 +27,28 @@ def value_representation(targets: torch.Tensor, values: torch.Tensor) -> torch.T
     return torch.stack([targets, targets * values / VALUE_SCALE], dim=-1)
 
 
-def regression_features(obs: torch.Tensor, targets: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def regression_features(standard: torch.Tensor, targets: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Per variable, what linear regression on the observational sample says about the query -> (B, d, 4).
 
-    obs (B, N, d) in any units, targets (B, d), values (B,) in the data's units. With R the sample's
-    correlation matrix and v_t the value in the target's observational SDs, for every non-target j:
-    [R_jt, R_jt v_t / VALUE_SCALE, π_jt, π_jt v_t / VALUE_SCALE], summed over the targets, where
-    π_jt = −P_jt / P_jj, P = (R + (d / N) I)⁻¹, is x_t's coefficient when x_j is regressed on
-    every other variable. R_jt v_t is the conditional baseline's mean shift, right for a descendant with
-    no confounder; π_jt is non-zero only in x_j's Markov blanket: for a child of the target, its direct
-    effect shrunk by what x_j's own children tell about x_j. Which applies
+    standard (B, N, d): the observational sample standardised by its own mean and std (a
+    `Standardization`'s `to_model`); targets (B, d); values (B, d): the value in each variable's
+    observational SDs (its `values_to_model`). With R the sample's correlation matrix and v_t the
+    target's value, for every non-target j: [R_jt, R_jt v_t / VALUE_SCALE, π_jt, π_jt v_t / VALUE_SCALE],
+    summed over the targets, where π_jt = −P_jt / P_jj, P = (R + (d / N) I)⁻¹, is x_t's coefficient when
+    x_j is regressed on every other variable. R_jt v_t is the conditional baseline's mean shift, right
+    for a descendant with no confounder; π_jt is non-zero only in x_j's Markov blanket: for a child of
+    the target, its direct effect shrunk by what x_j's own children tell about x_j. Which applies
     depends on the graph the model infers; a transformer over samples computes neither easily (a
     product of columns, an inverse). The ridge d / N is of the order of R's sampling error: negligible
-    for a long table, and it keeps R invertible when N <= d. Target rows are 0. Unit free by construction.
+    for a long table, and it keeps R invertible when N <= d. Target rows are 0. Unit free, as its inputs.
     """
-    with torch.autocast(device_type=obs.device.type, enabled=False):
-        frame = Standardization(obs, enabled=True)
-        standard = frame.to_model(obs).float()  # (B, N, d)
+    with torch.autocast(device_type=standard.device.type, enabled=False):
+        standard = standard.float()
         samples, variables = standard.shape[1:]
         targets = targets.float()
         correlation = standard.transpose(1, 2) @ standard / samples  # (B, d, d)
-        value = frame.values_to_model(values) * targets  # (B, d): v_t on the target rows, 0 elsewhere
-        ridge = variables / samples * torch.eye(variables, device=obs.device)
+        value = values.float() * targets  # (B, d): v_t on the target rows, 0 elsewhere
+        ridge = variables / samples * torch.eye(variables, device=standard.device)
         precision = torch.linalg.inv(correlation + ridge)  # (B, d, d)
         partial = -precision / torch.diagonal(precision, dim1=-2, dim2=-1).unsqueeze(-1)  # row j: π_j·
         columns = [correlation @ targets.unsqueeze(-1), correlation @ value.unsqueeze(-1) / VALUE_SCALE,

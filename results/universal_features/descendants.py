@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from activa_ray.data.format import read_shard, shard_paths
-from activa_ray.model.query import VALUE_SCALE, regression_features
+from activa_ray.model.query import VALUE_SCALE, Standardization, regression_features
 from activa_ray.predict import load
 
 
@@ -41,7 +41,8 @@ def rows_for(model, batch: dict, models: int) -> np.ndarray:
         one = model.predict(repeated, t, index, prior_samples=1, generator=generator, values=v)
         fifty = model.predict(repeated, t, index, prior_samples=50, generator=generator, values=v)
         mean, std = obs.mean(0), obs.std(0)
-        linear = (regression_features(repeated, t, v)[..., 1] * VALUE_SCALE).numpy()
+        frame = Standardization(repeated, enabled=True)
+        linear = (regression_features(frame.to_model(repeated), t, frame.values_to_model(v))[..., 1] * VALUE_SCALE).numpy()
         for c in range(conditions):
             target = int(np.argmax(targets[c]))
             for j in range(obs.shape[1]):
