@@ -124,10 +124,13 @@ def test_embedding_is_equivariant_in_variables_and_invariant_in_samples() -> Non
     torch.testing.assert_close(h_samples, h, atol=1e-5, rtol=1e-5)
 
 
-def test_predicted_mixture_is_equivariant_in_variables_and_invariant_in_samples() -> None:
+@pytest.mark.parametrize("decoder_context", [False, True])
+def test_predicted_mixture_is_equivariant_in_variables_and_invariant_in_samples(decoder_context: bool) -> None:
     # A near-zero prior variance makes z the prior mean, so the prior noise (drawn in variable
     # order) cannot break the symmetry; the rest of the pipeline is exercised unchanged.
-    model = tiny_model(prior_var=1e-12, prior_components=1)
+    model = tiny_model(prior_var=1e-12, prior_components=1, decoder_context=decoder_context)
+    if decoder_context:  # it starts at 0: give h' a say
+        torch.nn.init.normal_(model.decoder.context_projection.weight, std=0.3)
     obs, _, targets, value_index = make_batch(3, 2, 20, 10, 5)
     variables = torch.randperm(5, generator=torch.Generator().manual_seed(0))
     samples = torch.randperm(20, generator=torch.Generator().manual_seed(1))
@@ -222,9 +225,10 @@ def test_model_kl_and_elbo_match_a_large_sample_estimate() -> None:
     assert abs(terms["kl"].item() - values.mean().item()) < tolerance.item()
 
 
-def test_gradients_reach_every_parameter() -> None:
+@pytest.mark.parametrize("decoder_context", [False, True])
+def test_gradients_reach_every_parameter(decoder_context: bool) -> None:
     torch.manual_seed(0)
-    model = Activa(replace(TINY, dropout=0.1)).train()
+    model = Activa(replace(TINY, dropout=0.1, decoder_context=decoder_context)).train()
     obs, x, targets, value_index = make_batch(7, 4, 10, 8, 4)
     model.loss(obs, x, targets, value_index, generator=torch.Generator().manual_seed(0))["loss"].backward()
     for name, parameter in model.named_parameters():

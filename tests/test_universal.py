@@ -204,6 +204,38 @@ def test_a_warm_start_that_adds_regression_features_predicts_what_the_export_did
         warm_start(value_model(), tmp_path / "features")
 
 
+def test_a_warm_start_that_adds_the_decoder_context_predicts_what_the_export_did_until_it_trains(tmp_path: Path) -> None:
+    features = replace(VALUE_MODEL, regression_features=True)
+    torch.manual_seed(0)
+    source = Activa(features).eval()
+    save_model(source, tmp_path / "plain")
+    model = Activa(replace(features, decoder_context=True)).eval()
+    counts, _ = warm_start(model, tmp_path / "plain")
+    assert counts["initialised"] == 1  # the context projection, at 0
+    obs, targets, index, values = query(4)
+    def predict(net: Activa):
+        return net.predict(obs, targets, index, prior_samples=3, generator=torch.Generator().manual_seed(0), values=values)
+    before, after = predict(source), predict(model)
+    torch.testing.assert_close(after.means, before.means)
+    torch.testing.assert_close(after.scale_tril, before.scale_tril)
+
+    # One training step opens it: the gradient reaches the projection, and then h' moves the prediction.
+    model.train()
+    x = obs + torch.randn(obs.shape, generator=torch.Generator().manual_seed(5))
+    model.loss(obs, x, targets, index, values, generator=torch.Generator().manual_seed(0), prior_nll_weight=1.0)["loss"].backward()
+    gradient = model.decoder.context_projection.weight.grad
+    assert gradient is not None and gradient.abs().sum() > 0
+    with torch.no_grad():
+        model.decoder.context_projection.weight -= 0.5 * gradient / gradient.abs().max()
+    assert not torch.allclose(predict(model.eval()).means, before.means, atol=1e-3)
+
+    save_model(model, tmp_path / "context")
+    with pytest.raises(ModelFileError, match="decoder_context=false: the export's decoder reads the observational embedding"):
+        warm_start(Activa(features), tmp_path / "context")
+    with pytest.raises(ValueError, match="decodes with the observational embedding"):
+        model.decode(torch.zeros(1, 4, VALUE_MODEL.latent_dim), None, torch.zeros(1, 4, 2))
+
+
 def test_an_open_gate_adds_the_conditional_shift_to_the_mean_in_the_data_units() -> None:
     torch.manual_seed(0)
     model = Activa(replace(VALUE_MODEL, regression_features=True)).eval()

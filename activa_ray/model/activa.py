@@ -13,6 +13,8 @@ e = embed_dim, z = latent_dim (per variable), k = prior_components, B_dec = deco
   only say which linear answer a variable follows (a descendant: about the conditional shift; a
   non-descendant: none), not carry the answer's size through its z_dim numbers. Added to a trained
   model, the gates stayed nearly shut (README, universal section).
+- decoder_context: the decoder also reads h' (B, d, e), through a linear added to its input tokens
+  that starts at 0: p(V | z, D, do), a conditional decoder, where the paper's reads z alone.
 - standardize: every variable is shifted and scaled by its observational mean and std (a
   `Standardization`) before the networks see it; the loss is the likelihood in those units and
   predictions are mapped back to the data's units.
@@ -101,6 +103,7 @@ class MixtureDecoder(nn.Module):
         self.diagonal_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
         self.weight_head = nn.Linear(cfg.embed_dim, cfg.decoder_components)
         self.shift_gates = nn.Linear(cfg.embed_dim, 2 * cfg.decoder_components) if cfg.regression_features else None
+        self.context_projection = nn.Linear(cfg.embed_dim, cfg.embed_dim, bias=False) if cfg.decoder_context else None
         self.cov_floor = cfg.cov_floor
         # The layer-normed tokens have unit-variance features: weights of std sqrt(0.5 / e) give u entries of
         # variance 0.5, so u uᵀ / e starts with diagonal ~0.5, and softplus(a) starts at 0.5: Σ starts with a
@@ -112,11 +115,18 @@ class MixtureDecoder(nn.Module):
         if self.shift_gates is not None:  # gates start closed: a warm start predicts what its export did
             nn.init.zeros_(self.shift_gates.weight)
             nn.init.zeros_(self.shift_gates.bias)
+        if self.context_projection is not None:  # starts at 0 for the same reason
+            nn.init.zeros_(self.context_projection.weight)
 
-    def forward(self, latent: torch.Tensor, shifts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """shifts (B, d, 2): the linear mean shifts the gates scale (cfg.regression_features)."""
+    def forward(
+        self, latent: torch.Tensor, shifts: torch.Tensor | None = None, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """shifts (B, d, 2): the linear mean shifts the gates scale (cfg.regression_features); context
+        (B, d, e): the observational embedding h' (cfg.decoder_context)."""
         batch, variables, _ = latent.shape
         tokens = self.latent_projection(latent)  # (B, d, e)
+        if self.context_projection is not None:
+            tokens = tokens + self.context_projection(context.to(tokens.dtype))
         for block in self.blocks:
             tokens = block(tokens)
         tokens = self.final_norm(tokens)
@@ -233,16 +243,23 @@ class Activa(nn.Module):
         return h_obs, self.posterior_mean(h_obs, h_int)
 
     def decode(
-        self, latent: torch.Tensor, pinned_mask: torch.Tensor | None, shifts: torch.Tensor | None = None
+        self,
+        latent: torch.Tensor,
+        pinned_mask: torch.Tensor | None,
+        shifts: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """latent (B, d, z) -> float32 logits (B, B_dec), means (B, B_dec, d), scale_tril (B, B_dec, d, d).
 
         With pinned_mask (B, d) the pinned rows/columns of Σ are replaced by identity blocks (see
-        mixture.isolate_pinned); shifts (B, d, 2) are the query's linear shifts (cfg.regression_features).
+        mixture.isolate_pinned); shifts (B, d, 2) are the query's linear shifts (cfg.regression_features),
+        context (B, d, e) its observational embedding h' (cfg.decoder_context).
         """
         if self.cfg.regression_features and shifts is None:
             raise ValueError("a model with regression features decodes with the query's shifts (B, d, 2)")
-        logits, means, covariance = self.decoder(latent, shifts)
+        if self.cfg.decoder_context and context is None:
+            raise ValueError("a model with a decoder context decodes with the observational embedding h' (B, d, e)")
+        logits, means, covariance = self.decoder(latent, shifts, context)
         with torch.autocast(device_type=latent.device.type, enabled=False):
             if pinned_mask is not None:
                 covariance = isolate_pinned(covariance, pinned_mask)
@@ -285,7 +302,8 @@ class Activa(nn.Module):
         latent = mu.float() + math.sqrt(cfg.encoder_var) * noise  # reparameterised z ~ q
 
         pinned_mask = targets.bool() if cfg.point_mass_interventions else None
-        logits, means, scale_tril = self.decode(latent, pinned_mask, shifts)
+        context = h_obs if cfg.decoder_context else None
+        logits, means, scale_tril = self.decode(latent, pinned_mask, shifts, context)
         with torch.autocast(device_type=x.device.type, enabled=False):
             per_component = component_log_prob(x.float(), means, scale_tril, pinned_mask)  # (B, B_dec, N)
             log_likelihood = torch.logsumexp(torch.log_softmax(logits, -1).unsqueeze(-1) + per_component, dim=1)  # (B, N)
@@ -305,7 +323,7 @@ class Activa(nn.Module):
             }
         if prior_nll_weight > 0.0:
             prior_log_likelihood = self.prior_predictive_log_likelihood(
-                x, prior_logits, prior_means, pinned_mask, generator, shifts
+                x, prior_logits, prior_means, pinned_mask, generator, shifts, context
             )  # (B,)
             terms["loss"] = terms["loss"] - prior_nll_weight * prior_log_likelihood.mean()
             terms["prior_nll_per_sample"] = -prior_log_likelihood.mean() / x.shape[1]
@@ -321,6 +339,7 @@ class Activa(nn.Module):
         pinned_mask: torch.Tensor | None,
         generator: torch.Generator | None = None,
         shifts: torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """log Σ_k w_k Π_n p(x_n | z_k) for x (B, N, d): one reparameterised z_k ~ N(m_k, prior_var I) per component -> (B,).
 
@@ -333,8 +352,8 @@ class Activa(nn.Module):
         noise = torch.randn(prior_means.shape, generator=generator, device=x.device, dtype=torch.float32)
         latent = prior_means.float() + math.sqrt(self.cfg.prior_var) * noise  # (B, k, d, z)
         mask = None if pinned_mask is None else pinned_mask.repeat_interleave(components, dim=0)
-        shifts = None if shifts is None else shifts.repeat_interleave(components, dim=0)
-        logits, means, scale_tril = self.decode(latent.flatten(0, 1), mask, shifts)  # (B·k, ...)
+        shifts, context = (None if part is None else part.repeat_interleave(components, dim=0) for part in (shifts, context))
+        logits, means, scale_tril = self.decode(latent.flatten(0, 1), mask, shifts, context)  # (B·k, ...)
         with torch.autocast(device_type=x.device.type, enabled=False):
             repeated = x.float().repeat_interleave(components, dim=0)  # (B·k, N, d)
             per_component = component_log_prob(repeated, means, scale_tril, mask)  # (B·k, B_dec, N)
@@ -369,9 +388,10 @@ class Activa(nn.Module):
         learnt to find it from D alone. Call `model.eval()` first (dropout).
         """
         frame, obs, x, representation, values, shifts = self.prepare(obs, targets, value_index, values, x)
-        _, mu = self.encode(obs, x, representation)  # (B, d, z)
+        h_obs, mu = self.encode(obs, x, representation)  # (B, d, e), (B, d, z)
         pinned_mask, pinned_values = self.pinning(targets, frame, values)
-        logits, means, scale_tril = self.decode(mu.float(), pinned_mask, shifts)
+        context = h_obs if self.cfg.decoder_context else None
+        logits, means, scale_tril = self.decode(mu.float(), pinned_mask, shifts, context)
         return frame.to_data(GaussianMixture(torch.log_softmax(logits, -1), means, scale_tril, pinned_mask, pinned_values))
 
     @torch.no_grad()
@@ -399,7 +419,8 @@ class Activa(nn.Module):
         cfg = self.cfg
         frame, obs, _, representation, values, shifts = self.prepare(obs, targets, value_index, values)
         batch, _, variables = obs.shape
-        prior_logits, prior_means = self.prior(self.embed(obs, representation))  # (B, k), (B, k, d, z)
+        h_obs = self.embed(obs, representation)  # (B, d, e)
+        prior_logits, prior_means = self.prior(h_obs)  # (B, k), (B, k, d, z)
         component = torch.multinomial(
             torch.softmax(prior_logits.float(), -1), prior_samples, replacement=True, generator=generator
         )  # (B, S)
@@ -410,8 +431,11 @@ class Activa(nn.Module):
 
         pinned_mask, pinned_values = self.pinning(targets, frame, values)
         decoder_mask = None if pinned_mask is None else pinned_mask.repeat_interleave(prior_samples, dim=0)
-        shifts = None if shifts is None else shifts.repeat_interleave(prior_samples, dim=0)
-        logits, means, scale_tril = self.decode(latent.reshape(batch * prior_samples, variables, -1), decoder_mask, shifts)
+        context = h_obs if cfg.decoder_context else None
+        shifts, context = (None if part is None else part.repeat_interleave(prior_samples, dim=0) for part in (shifts, context))
+        logits, means, scale_tril = self.decode(
+            latent.reshape(batch * prior_samples, variables, -1), decoder_mask, shifts, context
+        )
         components = prior_samples * cfg.decoder_components
         mixture_logits = torch.log_softmax(logits, -1).reshape(batch, components) - math.log(prior_samples)
         return frame.to_data(GaussianMixture(

@@ -40,6 +40,11 @@ class ModelConfig:
     # coefficient given all the other variables; the decoder adds both to its means through learned gates. The
     # model still decides, from the graph it infers, which applies. Needs `standardize`.
     regression_features: bool = False
+    # Let the decoder read the observational embedding h' beside the latent (a conditional decoder p(V | z, D, do),
+    # as in Sohn et al.'s CVAE): the paper's decoder sees only z (d × latent_dim numbers), so the observational
+    # covariance and each variable's linear answer must pass through that bottleneck. h' enters through a linear
+    # added to the decoder's input tokens that starts at 0, so a warm start predicts what its export did.
+    decoder_context: bool = False
 
     RANGES: ClassVar[dict[str, Range]] = {
         "heads": AT_LEAST_1, "decoder_layers": AT_LEAST_0, "encoder_layers": AT_LEAST_0,
@@ -78,8 +83,8 @@ def warm_start_problems(source: dict, target: ModelConfig, prefix: str = "model"
     """Why an export's model (its config.json "model" dict) cannot warm-start `target` (none: it can).
 
     Its weights must have the target's sizes: a slice of a trained matrix is not a trained smaller one.
-    Only the encoding may change from index (one value) to value, and regression features may be added:
-    the input projection gains columns.
+    Only the encoding may change from index (one value) to value, and regression features may be added
+    (the input projection gains columns), and the decoder context (a new projection starting at 0).
     """
     problems = [f"{prefix}.{name}={getattr(target, name)}: the export has {source.get(name)!r}"
                 for name in SHAPE_FIELDS if source.get(name) != getattr(target, name)]
@@ -94,6 +99,8 @@ def warm_start_problems(source: dict, target: ModelConfig, prefix: str = "model"
         problems.append(f"{prefix}.intervention_values={target.intervention_values}: the export indexes {values} values")
     if source.get("regression_features", False) and not target.regression_features:
         problems.append(f"{prefix}.regression_features=false: the export reads regression features")
+    if source.get("decoder_context", False) and not target.decoder_context:
+        problems.append(f"{prefix}.decoder_context=false: the export's decoder reads the observational embedding")
     return problems
 
 

@@ -68,7 +68,7 @@ def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = 
 
 # ModelConfig fields added since format_version 1 was written: an export without them predates them and
 # means their defaults (an index-encoded model on raw values).
-ADDED_FIELDS = ("intervention_encoding", "standardize", "regression_features")
+ADDED_FIELDS = ("intervention_encoding", "standardize", "regression_features", "decoder_context")
 
 
 def _field_ok(value: Any, default: Any) -> bool:
