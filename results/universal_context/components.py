@@ -10,17 +10,13 @@ true shift (interventional sample mean minus observational mean), and the compon
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "universal_features"))
-from descendants import descendants  # noqa: E402  (the sibling diagnostic's reachability)
-
-from activa_ray.data.format import read_shard, shard_paths  # noqa: E402
-from activa_ray.predict import load  # noqa: E402
+from activa_ray.data.format import read_shard, shard_paths
+from activa_ray.eval.pairs import descendant_masks
+from activa_ray.predict import load
 
 
 @torch.no_grad()
@@ -30,7 +26,7 @@ def component_rows(model, batch: dict, models: int) -> np.ndarray:
     for m in range(models):
         obs, x, targets, values = batch["obs"][m], batch["int"][m], batch["targets"][m], batch["values"][m]
         conditions = len(values)
-        reach = descendants(batch["graph"][m])
+        below, _ = descendant_masks(np.repeat(batch["graph"][m][None], conditions, 0), targets)  # (C, d)
         repeated = torch.tensor(obs).float().unsqueeze(0).repeat(conditions, 1, 1)
         query = model.prepare(repeated, torch.tensor(targets).float(), torch.zeros(conditions, dtype=torch.long),
                               torch.tensor(values).float())
@@ -42,8 +38,7 @@ def component_rows(model, batch: dict, models: int) -> np.ndarray:
         weights = torch.softmax(logits.float(), -1).numpy()  # (C, k)
         mean, std = obs.mean(0), obs.std(0)
         for c in range(conditions):
-            target = int(np.argmax(targets[c]))
-            for j in np.flatnonzero(reach[target]):
+            for j in np.flatnonzero(below[c]):
                 rows.append([(x[c, :, j].mean() - mean[j]) / std[j], *shifts[c, j], *weights[c]])
     return np.array(rows)
 

@@ -16,16 +16,9 @@ import numpy as np
 import torch
 
 from activa_ray.data.format import read_shard, shard_paths
+from activa_ray.eval.pairs import descendant_masks
 from activa_ray.model.query import VALUE_SCALE, Standardization, regression_features
 from activa_ray.predict import load
-
-
-def descendants(graph: np.ndarray) -> np.ndarray:
-    """graph (d, d), graph[i, j] = 1 for i -> j -> reach (d, d): reach[i, j] for a directed path i ~> j."""
-    reach = graph.astype(bool)
-    for _ in range(len(graph)):
-        reach = reach | (reach.astype(int) @ graph > 0)
-    return reach
 
 
 def rows_for(model, batch: dict, models: int) -> np.ndarray:
@@ -34,7 +27,7 @@ def rows_for(model, batch: dict, models: int) -> np.ndarray:
     for m in range(models):
         obs, x, targets, values = batch["obs"][m], batch["int"][m], batch["targets"][m], batch["values"][m]
         conditions = len(values)
-        reach = descendants(batch["graph"][m])
+        below, _ = descendant_masks(np.repeat(batch["graph"][m][None], conditions, 0), targets)  # (C, d)
         repeated = torch.tensor(obs).float().unsqueeze(0).repeat(conditions, 1, 1)
         t, v, index = torch.tensor(targets).float(), torch.tensor(values).float(), torch.zeros(conditions, dtype=torch.long)
         generator = torch.Generator().manual_seed(m)
@@ -47,7 +40,7 @@ def rows_for(model, batch: dict, models: int) -> np.ndarray:
             target = int(np.argmax(targets[c]))
             for j in range(obs.shape[1]):
                 if j != target:
-                    rows.append((reach[target, j], (x[c, :, j].mean() - mean[j]) / std[j],
+                    rows.append((below[c, j], (x[c, :, j].mean() - mean[j]) / std[j],
                                  (one.mean[c, j].item() - mean[j]) / std[j], (fifty.mean[c, j].item() - mean[j]) / std[j],
                                  linear[c, j], x[c, :, j].std() / std[j], one.marginal_std[c, j].item() / std[j]))
     return np.asarray(rows, dtype=float)
