@@ -239,6 +239,35 @@ def test_a_warm_start_that_adds_the_decoder_context_predicts_what_the_export_did
         model.decode(torch.zeros(1, 4, VALUE_MODEL.latent_dim), None, torch.zeros(1, 4, 2))
 
 
+def test_a_warm_start_that_splits_the_prior_components_keeps_the_mixture_and_lets_the_copies_part(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = value_model()
+    save_model(source, tmp_path / "two")
+    model = Activa(replace(VALUE_MODEL, prior_components=6)).eval()  # each of the 2 split in 3
+    counts, _ = warm_start(model, tmp_path / "two")
+    assert counts["partial"] == 0 and counts["initialised"] == 0
+    obs, targets, index, values = query(6)
+    prepared = model.prepare(obs, targets, index, values)
+    with torch.no_grad():
+        logits, means = source.prior(source.embed(prepared.obs, prepared.representation))  # (B, 2), (B, 2, d, z)
+        split_logits, split_means = model.prior(model.embed(prepared.obs, prepared.representation))  # (B, 6), ...
+    weights = torch.softmax(split_logits, -1).view(-1, 2, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.softmax(logits, -1))  # the export's mixture weights
+    torch.testing.assert_close(weights, weights[..., :1].expand_as(weights))  # shared equally by the copies
+    copies = split_means.view(obs.shape[0], 2, 3, *means.shape[2:])
+    gap = (copies - means.unsqueeze(2)).abs().max().item()
+    assert 0 < gap < 0.1 * math.sqrt(VALUE_MODEL.prior_var)  # near the export's means, and not identical
+
+    model.train()
+    x = obs + torch.randn(obs.shape, generator=torch.Generator().manual_seed(7))
+    model.loss(obs, x, targets, index, values, generator=torch.Generator().manual_seed(0), prior_nll_weight=1.0)["loss"].backward()
+    gradient = model.prior_mean_mlp[2].weight.grad.view(6, VALUE_MODEL.latent_dim, -1)
+    assert not torch.allclose(gradient[0], gradient[1]) and not torch.allclose(gradient[3], gradient[5])  # they part
+
+    with pytest.raises(ModelFileError, match=r"model\.prior_components=3: must be a multiple of the export's 2"):
+        warm_start(Activa(replace(VALUE_MODEL, prior_components=3)), tmp_path / "two")
+
+
 def test_an_open_gate_adds_the_conditional_shift_to_the_mean_in_the_data_units() -> None:
     torch.manual_seed(0)
     model = Activa(replace(VALUE_MODEL, regression_features=True)).eval()

@@ -84,10 +84,15 @@ def warm_start_problems(source: dict, target: ModelConfig, prefix: str = "model"
 
     Its weights must have the target's sizes: a slice of a trained matrix is not a trained smaller one.
     Only the encoding may change from index (one value) to value, and regression features may be added
-    (the input projection gains columns), and the decoder context (a new projection starting at 0).
+    (the input projection gains columns), and the decoder context (a new projection starting at 0), and
+    the prior may gain components by splitting each of the export's into copies (model.io.warm_start).
     """
     problems = [f"{prefix}.{name}={getattr(target, name)}: the export has {source.get(name)!r}"
-                for name in SHAPE_FIELDS if source.get(name) != getattr(target, name)]
+                for name in SHAPE_FIELDS if name != "prior_components" and source.get(name) != getattr(target, name)]
+    components = source.get("prior_components")
+    if not isinstance(components, int) or target.prior_components % components:
+        problems.append(f"{prefix}.prior_components={target.prior_components}: must be a multiple of the export's "
+                        f"{components!r} (each of its components is split into equal copies)")
     encodings = (source.get("intervention_encoding", "index"), target.intervention_encoding)
     values = len(source.get("intervention_values") or [])
     if encodings == ("index", "value") and values > 1:

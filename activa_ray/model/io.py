@@ -8,6 +8,7 @@ name and shape by shape against the model the config builds.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -174,6 +175,35 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     return model.to(device).eval(), document["meta"]
 
 
+# The split copies' mean heads differ by noise of this fraction of the head's weight spread: identical
+# copies would get identical gradients and never part.
+SPLIT_NOISE = 0.02
+
+
+def split_prior_components(state: dict[str, torch.Tensor], copies: int) -> dict[str, torch.Tensor]:
+    """`state` with each prior component repeated `copies` times (component c becomes c·copies + r).
+
+    Each copy's logit is lowered by log(copies), so the mixture weights of a component's copies add up
+    to its weight; the copies' mean heads get small fixed noise (SPLIT_NOISE, seed 0) so that training
+    can move them apart: the mixture starts as the export's, up to that noise.
+    """
+    if copies == 1:
+        return state
+    generator = torch.Generator().manual_seed(0)
+    components = state["prior_weight_mlp.2.bias"].shape[0]
+    split = dict(state)
+    for name in ("prior_mean_mlp.2.weight", "prior_mean_mlp.2.bias", "prior_weight_mlp.2.weight", "prior_weight_mlp.2.bias"):
+        tensor = state[name]
+        rows = tensor.reshape(components, -1, *tensor.shape[1:])  # (k, z or 1, [hidden])
+        rows = rows.repeat_interleave(copies, dim=0)  # (k·copies, z or 1, [hidden])
+        if name == "prior_weight_mlp.2.bias":
+            rows = rows - math.log(copies)
+        if name == "prior_mean_mlp.2.weight":
+            rows = rows + SPLIT_NOISE * tensor.std() * torch.randn(rows.shape, generator=generator)
+        split[name] = rows.reshape(-1, *tensor.shape[1:])
+    return split
+
+
 def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, int], dict]:
     """Copy an exported model's weights into `model`; returns how many tensors were copied whole, copied
     in part, and left at their initialisation (absent from the export), and the export's meta.
@@ -182,13 +212,14 @@ def warm_start(model: Activa, directory: str | os.PathLike) -> tuple[dict[str, i
     columns of a value-encoded model's input projections ((e, 2) into (e, 3): the data and "is target"
     features mean the same in both; the value column starts at 0), and an export without regression
     features fills the first columns of a model with them (the feature columns start at 0, so the
-    warm-started model computes what the export did).
+    warm-started model computes what the export did); a prior with c times the export's components
+    starts as its mixture with each component split in c (`split_prior_components`).
     """
     source, meta = load_model(directory)
     problems = warm_start_problems(asdict(source.cfg), model.cfg)
     if problems:
         raise ModelFileError(f"{directory}: cannot warm-start this model: " + "; ".join(problems))
-    state = source.state_dict()
+    state = split_prior_components(source.state_dict(), model.cfg.prior_components // source.cfg.prior_components)
     target = model.state_dict()
     counts = {"copied": 0, "partial": 0, "initialised": 0}
     with torch.no_grad():
