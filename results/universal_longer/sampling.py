@@ -5,11 +5,11 @@
 For the first test models of SHARDS_DIR (one prior sample per query, as the evaluation's S = 1), MMD /
 WSD / ERG on all variables, on the target's descendants and on the rest (the other coordinates zeroed
 in both sample sets, as the evaluation's roles) for:
-- fresh: the prediction's Gaussian, sampled with fresh noise (what the evaluation does);
+- fresh: the prediction sampled with fresh noise (`GaussianMixture.sample`, what the evaluation does);
 - transported: the observational rows pushed through the Gaussian optimal-transport map from their own
   mean and covariance to the prediction's, x' = μ' + A (x − m), A = S^-1/2 (S^1/2 Σ' S^1/2)^1/2 S^-1/2:
   the same law up to its first two moments, with the rows' own shape and less sampling noise;
-- the conditional baseline's Gaussian, fresh and transported;
+- the conditional baseline, fresh (`baselines.conditional_mvn`, as evaluated) and transported;
 - hybrid at a fraction f: the variables whose predicted mean moves more than f times the target's move
   (both in observational SDs) take the baseline's conditional mean and covariance block, the rest keep the prediction (transported):
   ACTIVA says which variables move, the regression says by how much.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from activa_ray.data.format import read_shard, shard_paths
-from activa_ray.eval.baselines import realised_values
+from activa_ray.eval.baselines import conditional_mvn, realised_values
 from activa_ray.eval.metrics import mean_scores
 from activa_ray.eval.pairs import descendant_masks, flatten_pairs
 from activa_ray.predict import load
@@ -45,13 +45,6 @@ def moments(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov + 1e-6 * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(obs.shape[-1])
 
 
-def fresh(mean: np.ndarray, cov: np.ndarray, targets: np.ndarray, values: np.ndarray, n: int, rng) -> np.ndarray:
-    """n draws of N(mean, cov) per pair (P, n, d), the targets at their realised value."""
-    tril = np.linalg.cholesky(cov + 1e-9 * np.eye(cov.shape[-1]))
-    draws = mean[:, None] + (tril[:, None] @ rng.standard_normal((*mean.shape[:1], n, mean.shape[1], 1)))[..., 0]
-    return np.where(targets[:, None], realised_values(values, n, rng, False, JITTER_VAR)[:, :, None], draws)
-
-
 def transported(obs: np.ndarray, mean: np.ndarray, cov: np.ndarray, targets: np.ndarray, values: np.ndarray, n: int,
                 rng) -> np.ndarray:
     """n observational rows per pair pushed through the Gaussian OT map to N(mean, cov) -> (P, n, d)."""
@@ -69,7 +62,8 @@ def transported(obs: np.ndarray, mean: np.ndarray, cov: np.ndarray, targets: np.
 
 
 def baseline_moments(obs: np.ndarray, targets: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The conditional baseline's Gaussian given one target at its value: mean (P, d), covariance (P, d, d)."""
+    """The conditional baseline's Gaussian given one target at its value: mean (P, d), covariance (P, d, d).
+    conditional_mvn fits the same law but returns only its samples, so its moments are recomputed here."""
     mean, cov = moments(obs)
     rows = np.arange(len(obs))
     target = targets.argmax(1)
@@ -105,18 +99,19 @@ def main() -> None:
     roles = {"all": np.ones_like(targets), "descendants": descendants, "others": others}
 
     model = load(args.model).model
+    generator = torch.Generator().manual_seed(0)
     mixture = model.predict(torch.tensor(obs).float(), torch.tensor(targets).float(),
                             torch.zeros(len(obs), dtype=torch.long), prior_samples=1,
-                            generator=torch.Generator().manual_seed(0), values=torch.tensor(values).float())
+                            generator=generator, values=torch.tensor(values).float())
     tril = mixture.scale_tril[:, 0].double().numpy()
     predicted = mixture.means[:, 0].double().numpy(), tril @ np.swapaxes(tril, -1, -2)  # one component at S = 1
     conditional = baseline_moments(obs, targets, values)
 
     rng = np.random.default_rng(0)
     print(f"{args.shards}, first {args.models} models ({len(obs)} pairs), MMD / WSD / ERG, S = 1")
-    print(f"{'ACTIVA fresh':28s}", scores(fresh(*predicted, targets, values, n, rng), truth, roles))
+    print(f"{'ACTIVA fresh':28s}", scores(mixture.sample(n, generator=generator).double().numpy(), truth, roles))
     print(f"{'ACTIVA transported':28s}", scores(transported(obs, *predicted, targets, values, n, rng), truth, roles))
-    print(f"{'baseline fresh':28s}", scores(fresh(*conditional, targets, values, n, rng), truth, roles))
+    print(f"{'baseline fresh':28s}", scores(conditional_mvn(obs, targets, values, n, rng).samples, truth, roles))
     print(f"{'baseline transported':28s}", scores(transported(obs, *conditional, targets, values, n, rng), truth, roles))
     obs_mean, obs_std = obs.mean(1), obs.std(1)
     target_move = (np.abs(values[:, None] - obs_mean) / obs_std)[targets]  # (P,)
