@@ -135,8 +135,9 @@ def test_a_wall_clock_sweep_gives_every_trial_the_same_seconds_and_reports_at_eq
     trials = pd.read_csv(tmp_path / "out" / "trials.csv").set_index("train.batch_size")
     assert not trials["error"].any()
     for batch_size, trial in trials.iterrows():
-        # Stopped by the clock, far short of train.steps, within one report of the budget.
-        assert budget_s <= trial["seconds"] < budget_s + 10 and 0 < trial["step"] < 1_000_000
+        # Stopped by the clock, far short of train.steps, within one report (and its validation) of the
+        # budget; two trials share two CPUs, so on a loaded machine one report can take 10-25 s.
+        assert budget_s <= trial["seconds"] < budget_s + 30 and 0 < trial["step"] < 1_000_000
         assert trial["examples"] == trial["step"] * batch_size
         trial_dir = tmp_path / "out" / "tuner" / trial["trial"]
         assert load_config(trial_dir / "config.yaml").train.val_every == 64 // batch_size
