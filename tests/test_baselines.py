@@ -11,7 +11,7 @@ import torch
 from activa_ray.config import DataConfig
 from activa_ray.data.simulate import simulate
 from activa_ray.eval import baselines
-from activa_ray.eval.baselines import BASELINES, conditional_mvn, ges_mec, oracle_graph
+from activa_ray.eval.baselines import BASELINES, conditional_gaussian, conditional_mvn, ges_mec, oracle_graph
 from activa_ray.eval.metrics import mmd
 
 
@@ -37,6 +37,21 @@ def test_conditioning_is_exact_at_a_source_and_wrong_at_a_sink() -> None:
     sink = conditional_mvn(obs, np.array([[0, 0, 1]]), value, 5000, rng, point_mass=True).samples[0]
     assert abs(sink[:, 1].mean()) > 1.0
     assert abs(sink[:, 0].mean()) > 0.5
+
+
+def test_the_conditional_law_is_the_one_conditional_mvn_samples_from() -> None:
+    rng = np.random.default_rng(2)
+    obs = np.stack([_chain(rng, 5000), _chain(rng, 5000)[:, ::-1]])  # (2, 5000, 3): V0 a source, then a sink
+    targets, values = np.array([[1, 0, 0], [1, 1, 0]]), np.array([2.0, -1.0])
+    law = conditional_gaussian(obs, targets.astype(bool), values)
+    # do(V0 = 2) on the chain: E = (2, 3, -3); conditioning two targets fixes both at -1.
+    assert law.mean[0] == pytest.approx([2.0, 3.0, -3.0], abs=0.05)
+    assert law.mean[1, :2] == pytest.approx([-1.0, -1.0])
+    assert law.ok.all()
+    samples = conditional_mvn(obs, targets, values, 20000, rng, point_mass=True).samples
+    for pair in range(2):
+        assert samples[pair].mean(0) == pytest.approx(law.mean[pair], abs=0.03)
+        assert np.cov(samples[pair].T) == pytest.approx(law.cov[pair], abs=0.03)
 
 
 def test_every_method_returns_the_right_shape_with_the_target_at_its_value() -> None:

@@ -140,6 +140,39 @@ def _mvn_samples(mean: np.ndarray, cov: np.ndarray, rng: np.random.Generator) ->
 # conditioning and "no effect"
 
 
+def observational_moments(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """obs (P, N, d) -> mean (P, d) and covariance (P, d, d), ridged by RIDGE * trace so it inverts."""
+    mean = obs.mean(axis=1)
+    centered = obs - mean[:, None, :]
+    cov = centered.transpose(0, 2, 1) @ centered / max(obs.shape[1] - 1, 1)
+    return mean, cov + RIDGE * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(obs.shape[-1])
+
+
+@dataclass
+class ConditionalGaussian:
+    """The MVN fitted to obs, conditioned on its targets at the nominal value."""
+
+    mean: np.ndarray  # (P, d): E[V | V_T = value]
+    cov: np.ndarray  # (P, d, d): Σ - Σ_{·T} Σ_TT^{-1} Σ_{T·}
+    coef: np.ndarray  # (P, d, d): B[:, :, T] = Σ_{·T} Σ_TT^{-1}, zero elsewhere
+    ok: np.ndarray  # (P,) bool: False where the targets' covariance is singular
+
+
+def conditional_gaussian(obs: np.ndarray, mask: np.ndarray, values: np.ndarray) -> ConditionalGaussian:
+    """obs (P, N, d) finite, mask (P, d) bool targets, values (P,) -> the paper's baseline law (6.3)."""
+    d = obs.shape[-1]
+    t = mask.astype(np.float64)  # (P, d)
+    mean, cov = observational_moments(obs)
+    # Regression of every variable on the targets. The system is Σ_TT on the target block and the
+    # identity elsewhere, so one batched solve handles every target set at once.
+    system = cov * t[:, :, None] * t[:, None, :] + np.eye(d) * (1 - t)[:, None, :]  # (P, d, d)
+    cross = cov * t[:, None, :]  # (P, d, d): Σ_{·T}
+    solved, ok = _solve_each(system, cross.transpose(0, 2, 1))
+    coef = np.nan_to_num(solved).transpose(0, 2, 1)  # (P, d, d)
+    shift = (values[:, None] - mean) * t  # (P, d)
+    return ConditionalGaussian(mean + np.einsum("pij,pj->pi", coef, shift), cov - coef @ cov, coef, ok)
+
+
 def conditional_mvn(
     obs: np.ndarray,
     targets: np.ndarray,
@@ -153,30 +186,15 @@ def conditional_mvn(
     """Paper 6.3: p(V_rest | V_T = v) of an MVN fitted to obs; V_T set to the (realised) value."""
     started = time.perf_counter()
     obs, mask, values = _check_inputs(obs, targets, values, n)
-    pairs, _, d = obs.shape
     errors = _degenerate(obs)
-    obs = np.nan_to_num(obs)
-    t = mask.astype(np.float64)  # (P, d)
-    mean = obs.mean(axis=1)  # (P, d)
-    centered = obs - mean[:, None, :]
-    cov = centered.transpose(0, 2, 1) @ centered / max(obs.shape[1] - 1, 1)  # (P, d, d)
-    cov = cov + RIDGE * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(d)
-    # Regression of every variable on the targets: B[:, :, T] = Σ_{·T} Σ_TT^{-1}, zero elsewhere.
-    # The system is Σ_TT on the target block and the identity elsewhere, so one batched solve
-    # handles every target set at once.
-    system = cov * t[:, :, None] * t[:, None, :] + np.eye(d) * (1 - t)[:, None, :]  # (P, d, d)
-    cross = cov * t[:, None, :]  # (P, d, d): Σ_{·T}
-    solved, ok = _solve_each(system, cross.transpose(0, 2, 1))
-    for p in np.flatnonzero(~ok):
+    law = conditional_gaussian(np.nan_to_num(obs), mask, values)
+    for p in np.flatnonzero(~law.ok):
         errors.setdefault(int(p), "the targets' covariance is singular")
-    coef = np.nan_to_num(solved).transpose(0, 2, 1)  # (P, d, d)
     realised = realised_values(values, n, rng, point_mass, jitter_var)  # (P, n)
-    shift = (realised[:, :, None] - mean[:, None, :]) * t[:, None, :]  # (P, n, d)
-    cond_mean = mean[:, None, :] + shift @ coef.transpose(0, 2, 1)  # (P, n, d)
-    cond_cov = cov - coef @ cov  # (P, d, d): Σ - Σ_{·T} Σ_TT^{-1} Σ_{T·}
-    samples = _mvn_samples(cond_mean, cond_cov, rng)
+    jitter = (realised - values[:, None])[:, :, None] * mask[:, None, :]  # (P, n, d): realised - nominal
+    samples = _mvn_samples(law.mean[:, None, :] + jitter @ law.coef.transpose(0, 2, 1), law.cov, rng)
     samples = np.where(mask[:, None, :], realised[:, :, None], samples)
-    return _finish(samples, errors, started, np.ones(pairs, dtype=int))
+    return _finish(samples, errors, started, np.ones(len(obs), dtype=int))
 
 
 def no_effect(

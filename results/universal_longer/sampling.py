@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from activa_ray.data.format import read_shard, shard_paths
-from activa_ray.eval.baselines import conditional_mvn, realised_values
+from activa_ray.eval.baselines import conditional_gaussian, conditional_mvn, observational_moments, realised_values
 from activa_ray.eval.metrics import mean_scores
 from activa_ray.eval.pairs import descendant_masks, flatten_pairs
 from activa_ray.predict import load
@@ -37,18 +37,10 @@ def symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))[..., None, :]) @ np.swapaxes(vectors, -1, -2)
 
 
-def moments(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """obs (P, N, d) -> mean (P, d) and covariance (P, d, d), with a small ridge so it inverts."""
-    mean = obs.mean(1)
-    centered = obs - mean[:, None]
-    cov = centered.transpose(0, 2, 1) @ centered / (obs.shape[1] - 1)
-    return mean, cov + 1e-6 * np.trace(cov, axis1=1, axis2=2)[:, None, None] * np.eye(obs.shape[-1])
-
-
 def transported(obs: np.ndarray, mean: np.ndarray, cov: np.ndarray, targets: np.ndarray, values: np.ndarray, n: int,
                 rng) -> np.ndarray:
     """n observational rows per pair pushed through the Gaussian OT map to N(mean, cov) -> (P, n, d)."""
-    obs_mean, obs_cov = moments(obs)
+    obs_mean, obs_cov = observational_moments(obs)
     free = ~targets
     cov = cov * free[:, :, None] * free[:, None, :]  # the targets are set below, not transported
     root = symmetric_sqrt(obs_cov)
@@ -59,17 +51,6 @@ def transported(obs: np.ndarray, mean: np.ndarray, cov: np.ndarray, targets: np.
     chosen = np.take_along_axis(obs, rows[:, :, None], axis=1)  # (P, n, d)
     moved = mean[:, None] + (chosen - obs_mean[:, None]) @ np.swapaxes(transport, -1, -2)
     return np.where(targets[:, None], realised_values(values, n, rng, False, JITTER_VAR)[:, :, None], moved)
-
-
-def baseline_moments(obs: np.ndarray, targets: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The conditional baseline's Gaussian given one target at its value: mean (P, d), covariance (P, d, d).
-    conditional_mvn fits the same law but returns only its samples, so its moments are recomputed here."""
-    mean, cov = moments(obs)
-    rows = np.arange(len(obs))
-    target = targets.argmax(1)
-    slope = cov[rows, :, target] / cov[rows, target, target][:, None]  # (P, d)
-    return (mean + slope * (values - mean[rows, target])[:, None],
-            cov - slope[:, :, None] * cov[rows, target][:, None, :])
 
 
 def scores(samples: np.ndarray, truth: torch.Tensor, roles: dict[str, np.ndarray]) -> str:
@@ -105,7 +86,8 @@ def main() -> None:
                             generator=generator, values=torch.tensor(values).float())
     tril = mixture.scale_tril[:, 0].double().numpy()
     predicted = mixture.means[:, 0].double().numpy(), tril @ np.swapaxes(tril, -1, -2)  # one component at S = 1
-    conditional = baseline_moments(obs, targets, values)
+    law = conditional_gaussian(obs, targets, values)
+    conditional = law.mean, law.cov
 
     rng = np.random.default_rng(0)
     print(f"{args.shards}, first {args.models} models ({len(obs)} pairs), MMD / WSD / ERG, S = 1")
