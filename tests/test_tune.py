@@ -135,11 +135,14 @@ def test_a_wall_clock_sweep_gives_every_trial_the_same_seconds_and_reports_at_eq
     trials = pd.read_csv(tmp_path / "out" / "trials.csv").set_index("train.batch_size")
     assert not trials["error"].any()
     for batch_size, trial in trials.iterrows():
-        # Stopped by the clock, far short of train.steps, within one report (and its validation) of the
-        # budget; two trials share two CPUs, and on a loaded machine one report ended 11.6 s past it.
-        assert budget_s <= trial["seconds"] < budget_s + 30 and 0 < trial["step"] < 1_000_000
-        assert trial["examples"] == trial["step"] * batch_size
         trial_dir = tmp_path / "out" / "tuner" / trial["trial"]
+        # Stopped by the clock at its first report at or past the budget, far short of train.steps. Counted
+        # in reports, not seconds past the budget: on a loaded machine one report took 57 s (worker start and
+        # the first validation included), so no bound in seconds holds everywhere.
+        seconds = pd.read_csv(trial_dir / "progress.csv")["time_total_s"]
+        assert (seconds.iloc[:-1] < budget_s).all() and seconds.iloc[-1] >= budget_s
+        assert trial["seconds"] == pytest.approx(seconds.iloc[-1]) and 0 < trial["step"] < 1_000_000
+        assert trial["examples"] == trial["step"] * batch_size
         assert load_config(trial_dir / "config.yaml").train.val_every == 64 // batch_size
         reported = [json.loads(line)["step"] for line in (trial_dir / "metrics.jsonl").read_text().splitlines()]
         assert reported and all(step * batch_size % 64 == 0 for step in reported)
