@@ -96,10 +96,10 @@ def baselines_d8() -> dict:
     return figures
 
 
-def units_gauss8(model: str = "gauss8", n_models: int = 250) -> dict:
-    """How much the shipped Gauss 8 model leans on units (varsortability): MMD / WSD / ERG on the first
-    `n_models` test models of configs/gauss8.yaml, as simulated and with every non-target variable
-    rescaled by a log-uniform factor in [0.2, 5] (predictions mapped back), beside the conditional baseline."""
+def units(data: str, model: str, n_models: int = 250) -> dict:
+    """How much `model` leans on units (varsortability): MMD / WSD / ERG on the first `n_models` test models
+    of configs/<data>.yaml, as simulated and with every non-target variable rescaled by a log-uniform
+    factor in [0.2, 5] (predictions mapped back), beside the conditional baseline."""
     from pathlib import Path
 
     from activa_ray.config import load_config
@@ -109,7 +109,7 @@ def units_gauss8(model: str = "gauss8", n_models: int = 250) -> dict:
     from activa_ray.model.io import load_model
     from activa_ray.pretrained import resolve
 
-    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "gauss8.yaml")
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{data}.yaml")
     network, _ = load_model(resolve(model))
     pairs = flatten_pairs(simulate(cfg.data, shard_rng(cfg.data, "test", 0), n_models))
     result = scale_sensitivity(network, pairs)
@@ -117,9 +117,25 @@ def units_gauss8(model: str = "gauss8", n_models: int = 250) -> dict:
                                            for units, by_method in result.items() for method, scores in by_method.items()}}
 
 
+def units_gauss8() -> dict:
+    """The shipped Gauss 8 specialist on Gauss 8 test models."""
+    return units("gauss8", "gauss8")
+
+
 def units_universal() -> dict:
-    """units_gauss8 for the universal model, which standardises every variable: rescaling should change nothing."""
-    return units_gauss8("universal")
+    """The universal model, which standardises every variable, on the same models: rescaling should change nothing."""
+    return units("gauss8", "universal")
 
 
-BENCHES = {"units_gauss8": units_gauss8, "units_universal": units_universal, "metrics_3000x8": metrics_3000x8, "baselines_d8": baselines_d8}
+def units_beta8() -> dict:
+    """The shipped Beta 8 specialist on Beta 8 test models."""
+    return units("beta8", "beta8")
+
+
+def units_universal_beta8() -> dict:
+    """The universal model on the Beta 8 test models of units_beta8."""
+    return units("beta8", "universal")
+
+
+BENCHES = {"units_gauss8": units_gauss8, "units_universal": units_universal, "units_beta8": units_beta8,
+           "units_universal_beta8": units_universal_beta8, "metrics_3000x8": metrics_3000x8, "baselines_d8": baselines_d8}

@@ -21,9 +21,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_gpu_run_dry_run(tmp_path):
+@pytest.mark.ray
+def test_gpu_run_dry_run(tmp_path, ray_cluster):
     out = tmp_path / "out"
-    done = run(["--dry-run", "--out", str(out)])
+    # Its Ray Train step joins the session's Ray (as under `ray job submit`) instead of starting a second one.
+    done = run(["--dry-run", "--out", str(out)], ray_address=ray_cluster.get_runtime_context().gcs_address)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
@@ -91,8 +93,10 @@ def test_gpu_run_dry_run(tmp_path):
     assert meta3["examples_seen_total"] == meta["examples_seen_total"] + meta3["examples_seen"]
 
 
-def run(args: list[str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+def run(args: list[str], ray_address: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("OUT", "RAY_ADDRESS")}
     env["PYTHON"] = sys.executable
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     return subprocess.run(["bash", str(REPO / "bench" / "gpu_run.sh"), *args], capture_output=True, text=True,
                           timeout=600, env=env)

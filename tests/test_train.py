@@ -89,18 +89,6 @@ def test_wandb_offline_files_hold_the_logged_metrics(ddp_run):
     assert any(key.startswith("figures/") for key in keys)
 
 
-def test_a_stopped_run_resumes_with_the_same_losses(ray_cluster, tmp_path):
-    common = ["train.steps=12", "train.log_every=2", "train.ckpt_every=4", "train.val_every=12"]
-    straight = run_training(tiny(*common), tmp_path / "straight")
-    run_training(tiny(*common, "train.stop_at_step=6"), tmp_path / "chunked")
-    assert reports(tmp_path / "chunked")[-1]["step"] == 6
-    resumed = run_training(tiny(*common), tmp_path / "chunked")
-    losses = {r["step"]: r["train/loss"] for r in reports(straight["run_dir"])}
-    resumed_losses = {r["step"]: r["train/loss"] for r in reports(resumed["run_dir"])}
-    assert sorted(resumed_losses) == [2, 4, 6, 8, 10, 12]
-    assert resumed_losses == losses  # bit-identical: data and randomness are functions of (seed, step)
-
-
 def _train_worker_pids() -> list[int]:
     """PIDs of this test session's Ray Train workers: children of our own raylet (other Ray instances
     on the machine keep theirs)."""
@@ -120,14 +108,22 @@ def _train_worker_pids() -> list[int]:
     return pids
 
 
-def test_a_killed_worker_restarts_from_the_last_checkpoint(ray_cluster, tmp_path):
-    cfg = tiny("train.steps=120", "train.log_every=10", "train.ckpt_every=20", "train.val_every=120",
-               "train.max_failures=2")
+# A one-worker run that loses its worker once a report lies beyond the first checkpoint; W&B off (not checked).
+KILLED = ("train.steps=60", "train.log_every=10", "train.ckpt_every=20", "train.val_every=60", "train.max_failures=2",
+          "wandb.mode=disabled")
+
+
+@pytest.fixture(scope="module")
+def killed_run(ray_cluster, tmp_path_factory):
+    """(config, run dir, the last step reported before the kill, run_training's result or {})."""
+    run_dir = tmp_path_factory.mktemp("killed")
+    cfg = tiny(*KILLED)
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(run_training(cfg, tmp_path)))
+    thread = threading.Thread(target=lambda: outcome.update(run_training(cfg, run_dir)))
     thread.start()
+
     def last_step() -> int:
-        path = tmp_path / "metrics.jsonl"
+        path = run_dir / "metrics.jsonl"
         complete = path.read_text().split("\n")[:-1] if path.is_file() else []  # not a line being written
         return json.loads(complete[-1])["step"] if complete else 0
 
@@ -141,14 +137,33 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint(ray_cluster, tmp_path
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     thread.join(timeout=300)
+    return cfg, run_dir, killed_after, outcome
+
+
+def test_a_killed_worker_restarts_from_the_last_checkpoint(killed_run):
+    cfg, run_dir, killed_after, outcome = killed_run
     assert outcome, "training did not finish after the worker was killed"
-    steps = [r["step"] for r in reports(tmp_path)]
+    steps = [r["step"] for r in reports(run_dir)]
     assert steps[-1] == cfg.train.steps
     restart = next(i for i in range(1, len(steps)) if steps[i] <= steps[i - 1])
     # The restarted worker resumed from a checkpoint at most one interval behind the last report.
     assert steps[restart] >= killed_after - cfg.train.ckpt_every
     # Its first report is one interval past a checkpoint step: it did resume from one, not from step 0.
     assert (steps[restart] - cfg.train.log_every) % cfg.train.ckpt_every == 0 and steps[restart] > cfg.train.log_every
+
+
+def test_a_stopped_run_resumes_with_the_same_losses(killed_run, tmp_path):
+    """Stopped between two checkpoints, then rerun with the same RUN_DIR, a run reports at every step the
+    loss the killed run reported last there (bit-identical: data and randomness are functions of (seed, step))."""
+    _, killed_dir, _, outcome = killed_run
+    assert outcome, "the reference (killed) run did not finish"
+    run_training(tiny(*KILLED, "train.stop_at_step=30"), tmp_path)
+    assert reports(tmp_path)[-1]["step"] == 30
+    run_training(tiny(*KILLED), tmp_path)
+    reference = {r["step"]: r["train/loss"] for r in reports(killed_dir)}  # a repeated step's last report wins
+    resumed = {r["step"]: r["train/loss"] for r in reports(tmp_path)}
+    assert sorted(resumed) == [10, 20, 30, 40, 50, 60]
+    assert resumed == reference
 
 
 def test_two_node_local_cluster_trains(tmp_path):
@@ -164,8 +179,8 @@ def test_two_node_local_cluster_trains(tmp_path):
 
 def test_a_warm_started_run_starts_from_the_export_and_counts_its_examples(ray_cluster, tmp_path, ddp_run):
     source_cfg, source = ddp_run
-    cfg = tiny(f"train.init_from={source['export']}", "train.steps=2", "train.log_every=2", "train.val_every=2",
-               "train.ckpt_every=2", "train.lr=1e-12", "train.warmup_steps=0")
+    cfg = tiny("wandb.mode=disabled", f"train.init_from={source['export']}", "train.steps=2", "train.log_every=2",
+               "train.val_every=2", "train.ckpt_every=2", "train.lr=1e-12", "train.warmup_steps=0")
     result = run_training(cfg, tmp_path / "run")
     warm, meta = load_model(result["export"])
     seen_before = 30 * source_cfg.train.batch_size
@@ -182,8 +197,8 @@ def test_training_from_shards_through_ray_data(ray_cluster, tmp_path):
 
     data_cfg = tiny(f"data.dir={tmp_path / 'data'}")
     generate(data_cfg, tmp_path / "data", progress=False)
-    cfg = tiny("data.source=shards", f"data.dir={tmp_path / 'data'}", "train.steps=6", "train.log_every=3",
-               "train.val_every=6", "train.ckpt_every=6")
+    cfg = tiny("wandb.mode=disabled", "data.source=shards", f"data.dir={tmp_path / 'data'}", "train.steps=6",
+               "train.log_every=3", "train.val_every=6", "train.ckpt_every=6")
     result = run_training(cfg, tmp_path / "run")
     history = reports(result["run_dir"])
     assert [r["step"] for r in history] == [3, 6]

@@ -43,20 +43,22 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{cfg.name}-{stamp}"
 
 
-def check_shard_dir(cfg: Config) -> None:
-    """Refuse a shard directory that is missing or holds data of another kind/d/N."""
+def check_shard_dir(cfg: Config) -> dict:
+    """Refuse a shard directory that is missing or holds data of another kind/d/N; return its manifest."""
     from activa_ray.data.format import read_manifest
 
     root = Path(cfg.data.dir)
     if not (root / "manifest.json").is_file():
         raise ConfigError(f"data.dir={root}: no manifest.json; write shards with jobs/generate.py first")
-    saved = read_manifest(root)["config"]
+    manifest = read_manifest(root)
+    saved = manifest["config"]
     saved_data = saved.get("data", saved)
     for key in ("kind", "d", "n_samples"):
         if saved_data.get(key) != getattr(cfg.data, key):
             raise ConfigError(
                 f"data.dir={root} holds data.{key}={saved_data.get(key)!r}, the config says {getattr(cfg.data, key)!r}"
             )
+    return manifest
 
 
 def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
@@ -73,8 +75,9 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
     if use_gpu:
         resources["GPU"] = 1
     datasets = None
+    loop_config = {"config": to_dict(cfg), "run_dir": str(run_dir.resolve())}
     if cfg.data.source == "shards":
-        check_shard_dir(cfg)
+        loop_config["train_models"] = check_shard_dir(cfg)["splits"]["train"]["models"]
         datasets = {"train": ray.data.read_parquet(str(Path(cfg.data.dir).resolve() / "train"))}
     # Ray Train restores its checkpoint state from storage_path/name by itself: the same RUN_DIR resumes.
     resume = latest_checkpoint(run_dir / "checkpoints")
@@ -84,7 +87,7 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
             raise ConfigError(f"{run_dir} holds checkpoints of another model config ({differences}); use a new --out")
     return TorchTrainer(
         train_loop_per_worker=train_loop_per_worker,
-        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir.resolve())},
+        train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.train.workers, use_gpu=use_gpu, resources_per_worker=resources

@@ -3,6 +3,7 @@ plain-torch loop's reports into metrics.jsonl lines, W&B entries, checkpoints an
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -35,8 +36,13 @@ from activa_ray.logging import init_run
 CHECKPOINT_DIR_PREFIX = "step_"
 
 
-def shard_examples(cfg: Config, n_examples: int, rng: np.random.Generator) -> Iterator[dict]:
-    """Endless example batches from this rank's Ray Data shard (every epoch a fresh pass)."""
+def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.random.Generator) -> Iterator[dict]:
+    """Endless example batches from this rank's Ray Data shard of `rank_models` models (every epoch a
+    fresh pass).
+
+    The shuffle buffer holds at most one pass of the shard, less a batch: every pass restarts Ray Data's
+    read (seconds), and a buffer larger than the shard would wait for several passes before the first step.
+    """
     from activa_ray.data.format import table_to_batch
 
     dataset = ray.train.get_dataset_shard("train")
@@ -46,7 +52,11 @@ def shard_examples(cfg: Config, n_examples: int, rng: np.random.Generator) -> It
             for table in dataset.iter_batches(batch_size=64, batch_format="pyarrow"):
                 yield table_to_batch(table, source="Ray Data shard of train split")
 
-    yield from iter_examples(model_batches(), n_examples, rng, cfg.train.shuffle_buffer)
+    batches = model_batches()
+    first = next(batches)
+    pass_examples = rank_models * first["int"].shape[1]  # models x conditions per model
+    buffer_size = min(cfg.train.shuffle_buffer, max(n_examples, pass_examples - n_examples))
+    yield from iter_examples(itertools.chain([first], batches), n_examples, rng, buffer_size)
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -86,7 +96,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
     extra["precision"] = replica.precision
 
     if cfg.data.source == "shards":
-        shard_iter = shard_examples(cfg, per_rank_batch, np.random.default_rng([cfg.train.seed, rank, step]))
+        rng = np.random.default_rng([cfg.train.seed, rank, step])
+        shard_iter = shard_examples(cfg, per_rank_batch, loop_config["train_models"] // world_size, rng)
         next_examples = lambda _step: next(shard_iter)  # noqa: E731
     else:
         next_examples = lambda at: streamed_examples(cfg, rank, at, per_rank_batch)  # noqa: E731
