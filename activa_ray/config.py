@@ -137,7 +137,7 @@ class TrainConfig:
     use_gpu: bool | None = None  # None: use GPUs when the cluster has them
     cpus_per_worker: float = 1.0  # logical CPUs Ray reserves per worker
     threads_per_worker: int = 0  # torch threads per worker; 0: the node's cores over the workers on that node
-    shuffle_buffer: int = 4_096  # examples in the local shuffle buffer (source=shards)
+    shuffle_buffer: int = 4_096  # examples in the local shuffle buffer (source=shards; at most one pass of the shard)
     log_every: int = 50
     val_every: int = 500
     val_models: int = 64
