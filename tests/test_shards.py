@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from activa_ray.config import LinearSCMConfig
-from activa_ray.data.examples import explode, iter_examples
+from activa_ray.data.examples import explode, iter_examples, iter_examples_in_passes
 from activa_ray.data.scm import simulate_linear
 from activa_ray.data.format import ShardError, batch_to_table, read_shard, table_to_batch, write_shard
 
@@ -121,6 +121,28 @@ def test_explode_covers_every_model_condition_pair_once():
         assert examples["values"][e] == batch["values"][m, c]
         pairs.add((m, c))
     assert len(pairs) == 12
+
+
+def test_a_source_smaller_than_the_buffer_yields_its_first_batch_within_one_pass():
+    """A Ray Data shard re-reads its files every pass: the buffer must not wait for a second pass."""
+    one_pass = [make_batch(n_models=10, d=3, seed=s, with_ref=False) for s in range(5)]  # 50 models, 150 examples
+    read = []
+
+    def endless():
+        while True:
+            for batch in one_pass:
+                read.append(batch)
+                yield batch
+
+    examples = iter_examples_in_passes(endless(), pass_models=50, batch_size=16, rng=np.random.default_rng(0),
+                                       buffer_size=4096)
+    first = next(examples)
+    assert first["x"].shape == (16, 5, 3) and len(read) == len(one_pass)
+    # A buffer smaller than a pass is kept as it is.
+    read.clear()
+    next(iter_examples_in_passes(endless(), pass_models=50, batch_size=16, rng=np.random.default_rng(1),
+                                 buffer_size=40))
+    assert len(read) == 2  # 60 examples >= 40 + 16
 
 
 def test_iter_examples_shuffles_and_yields_each_example_once():

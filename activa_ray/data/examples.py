@@ -6,6 +6,7 @@ of that condition, which variables it intervenes on and the index of its value.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -93,3 +94,15 @@ def iter_examples(
             yield buffer.pop()
     while len(buffer) >= batch_size:
         yield buffer.pop()
+
+
+def iter_examples_in_passes(
+    batches: Iterator[dict], pass_models: int, batch_size: int, rng: np.random.Generator, buffer_size: int = 4096
+) -> Iterator[dict[str, np.ndarray]]:
+    """iter_examples over an endless source that repeats passes of `pass_models` models, with the buffer
+    capped at one pass less a batch: the first batch comes at the end of the first pass, never after a
+    second read of the source (for a Ray Data shard, every pass is a new read of the files)."""
+    first = next(batches)
+    pass_examples = pass_models * first["int"].shape[1]  # models x conditions per model
+    buffer_size = min(buffer_size, max(batch_size, pass_examples - batch_size))
+    yield from iter_examples(itertools.chain([first], batches), batch_size, rng, buffer_size)

@@ -3,7 +3,6 @@ plain-torch loop's reports into metrics.jsonl lines, W&B entries, checkpoints an
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +14,7 @@ import ray.train.torch
 import torch
 
 from activa_ray.config import Config, config_from_dict, to_dict
-from activa_ray.data.examples import iter_examples
+from activa_ray.data.examples import iter_examples_in_passes
 from activa_ray.io_utils import append_jsonl
 from activa_ray.model.activa import Activa
 from activa_ray.model.io import warm_start
@@ -38,11 +37,7 @@ CHECKPOINT_DIR_PREFIX = "step_"
 
 def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.random.Generator) -> Iterator[dict]:
     """Endless example batches from this rank's Ray Data shard of `rank_models` models (every epoch a
-    fresh pass).
-
-    The shuffle buffer holds at most one pass of the shard, less a batch: every pass restarts Ray Data's
-    read (seconds), and a buffer larger than the shard would wait for several passes before the first step.
-    """
+    fresh pass; the shuffle buffer holds at most one)."""
     from activa_ray.data.format import table_to_batch
 
     dataset = ray.train.get_dataset_shard("train")
@@ -52,11 +47,7 @@ def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.rando
             for table in dataset.iter_batches(batch_size=64, batch_format="pyarrow"):
                 yield table_to_batch(table, source="Ray Data shard of train split")
 
-    batches = model_batches()
-    first = next(batches)
-    pass_examples = rank_models * first["int"].shape[1]  # models x conditions per model
-    buffer_size = min(cfg.train.shuffle_buffer, max(n_examples, pass_examples - n_examples))
-    yield from iter_examples(itertools.chain([first], batches), n_examples, rng, buffer_size)
+    yield from iter_examples_in_passes(model_batches(), rank_models, n_examples, rng, cfg.train.shuffle_buffer)
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
