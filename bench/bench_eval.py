@@ -113,8 +113,8 @@ def units(data: str, model: str, n_models: int = 250) -> dict:
     network, _ = load_model(resolve(model))
     pairs = flatten_pairs(simulate(cfg.data, shard_rng(cfg.data, "test", 0), n_models))
     result = scale_sensitivity(network, pairs)
-    return {"pairs": len(pairs["obs"]), **{f"{units}_{method}": {k: round(v, 3) for k, v in scores.items()}
-                                           for units, by_method in result.items() for method, scores in by_method.items()}}
+    return {"pairs": len(pairs["obs"]), **{f"{scale}_{method}": {k: round(v, 3) for k, v in scores.items()}
+                                           for scale, by_method in result.items() for method, scores in by_method.items()}}
 
 
 def units_gauss8() -> dict:
