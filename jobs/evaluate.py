@@ -5,18 +5,22 @@ or on a real interventional table.
         [--split test] [--prior-samples 1 50] [--seed S] [--max-models M] \
         [--methods baseline no_effect oracle_graph lingam ges_mec] [--device cuda] [--wandb offline]
     python jobs/evaluate.py --model gauss8 --real TABLE.csv --out DIR [--max-obs 200] [--prior-samples 1 50] [--seed S]
+    python jobs/evaluate.py --model universal --protocol unit-free --out DIR [--protocol-scale 1.0] [--seed S]
 
 Shards: writes DIR/results.md (the paper's tables 1-2 layout), results.csv, results.json,
 results_by_role.json (descendants vs non-descendants of the target), per_pair.csv,
 run_info.json and figures/*.png (activa_ray/eval/evaluate.py). A real table (the format of
 activa_ray/eval/real.py): DIR/results.md, results.csv (per condition and method) and
-results.json, against the baseline, no-effect and the floor. A bad input: one line on stderr,
-exit status 2.
+results.json, against the baseline, no-effect and the floor. The unit-free protocol (for
+value-conditioned models; activa_ray/eval/unitfree.py): DIR/protocol.md and protocol.json, the model
+with S = 50 and S = 1 beside no effect, the conditional baseline, GES, DirectLiNGAM and the true graph
+(each + least squares) and the floor. A bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from activa_ray.data.format import ShardError
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.evaluate import ACTIVA, EvaluationError, evaluate
 from activa_ray.eval.real import MAX_OBS, RealDataError, evaluate_real, read_real_table, write_real_report
+from activa_ray.eval.unitfree import DEFAULT_SETS, run_protocol, write_protocol_report
 from activa_ray.model.io import ModelFileError
 from activa_ray.logging import init_run
 from activa_ray.predict import PredictError, load
@@ -49,6 +54,29 @@ def evaluate_real_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def evaluate_unit_free(args: argparse.Namespace) -> int:
+    """--protocol unit-free: score a value-conditioned model on fresh SCMs in arbitrary units; 2 on a bad input."""
+    if args.protocol_scale <= 0:
+        print(f"error: --protocol-scale must be > 0; got {args.protocol_scale}", file=sys.stderr)
+        return 2
+    try:
+        predictor = load(args.model)
+    except PredictError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not predictor.value_encoded:
+        print(f"error: {args.model} answers only the values of its table {predictor.intervention_values}; the "
+              "unit-free protocol asks do(X = mean ± 2 SD) and needs a value-conditioned model", file=sys.stderr)
+        return 2
+    sets = [dataclasses.replace(spec, models=max(2, round(spec.models * args.protocol_scale))) for spec in DEFAULT_SETS]
+    counts = sorted(set(args.prior_samples), reverse=True)
+    results = run_protocol(predictor, sets, counts, seed=args.seed)
+    header = (f"# {args.model}: the unit-free protocol\n\n`python jobs/evaluate.py --model {args.model} --protocol "
+              f"unit-free --protocol-scale {args.protocol_scale:g} --seed {args.seed} --out OUT`")
+    print(f"report {write_protocol_report(results, args.out, header).resolve()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python jobs/evaluate.py --model RUN_DIR/export --data SHARDS_DIR --out DIR [options]`."""
     parser = argparse.ArgumentParser(
@@ -59,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="shard root written by jobs/generate.py")
     source.add_argument("--real", help="a real interventional table, .csv or .parquet (format: activa_ray/eval/real.py)")
+    source.add_argument("--protocol", choices=["unit-free"], help="fresh SCMs in arbitrary units, do(X = mean ± 2 SD), "
+                        "scored per variable in SD units against every reference (value-conditioned models)")
     parser.add_argument("--out", required=True, help="output directory for results.* and figures/")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test, the one with int_ref)")
     parser.add_argument("--prior-samples", type=int, nargs="+", default=[1, 50], help="prior sample counts S (default: 1 50)")
@@ -74,9 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb", default="disabled", choices=["auto", "online", "offline", "disabled"], help="log to W&B (default: disabled)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--max-obs", type=int, default=MAX_OBS, help=f"--real: observational rows given to the model (default: {MAX_OBS})")
+    parser.add_argument("--protocol-scale", type=float, default=1.0,
+                        help="--protocol: multiply every set's model count (default 1: 100 models at d = 5 and 8, 25 at d = 20)")
     args = parser.parse_args(argv)
     if args.real is not None:
         return evaluate_real_table(args)
+    if args.protocol is not None:
+        return evaluate_unit_free(args)
 
     run = None
     try:

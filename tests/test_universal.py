@@ -82,7 +82,7 @@ def test_the_value_reaches_a_value_encoded_model_and_its_loss_trains() -> None:
 
 
 def test_relative_values_sit_the_drawn_number_of_sds_from_the_targets_observational_mean() -> None:
-    cfg = load_config("configs/universal.yaml", ["data.d=5", "data.n_samples=40", "data.kind=linear-gauss"]).data
+    cfg = load_config("configs/universal_vae.yaml", ["data.d=5", "data.n_samples=40", "data.kind=linear-gauss"]).data
     batch = simulate(cfg, np.random.default_rng(0), 300)
     obs, values = batch["obs"], batch["values"]  # (M, N, d), (M, C)
     target = batch["targets"].argmax(-1)  # (M, C)
@@ -98,14 +98,14 @@ def test_relative_values_sit_the_drawn_number_of_sds_from_the_targets_observatio
 
 
 def test_the_mixed_kind_draws_gaussian_and_beta_models_about_equally() -> None:
-    cfg = load_config("configs/universal.yaml", ["data.d=3", "data.linear.edge_prob=0.0"]).data
+    cfg = load_config("configs/universal_vae.yaml", ["data.d=3", "data.linear.edge_prob=0.0"]).data
     obs = simulate(cfg, np.random.default_rng(1), 400)["obs"]  # no edges: every variable is its own noise
     beta_share = float(((obs >= 0) & (obs <= 1)).all(axis=(1, 2)).mean())
     assert 0.4 < beta_share < 0.6
 
 
 def test_streamed_batches_draw_their_shape_and_keep_the_number_of_values() -> None:
-    cfg = load_config("configs/universal.yaml")
+    cfg = load_config("configs/universal_vae.yaml")
     shapes = set()
     for step in range(12):
         batch = streamed_examples(cfg, 0, step, 128)
@@ -129,15 +129,15 @@ def test_streamed_batches_draw_their_shape_and_keep_the_number_of_values() -> No
 
 def test_relative_values_need_a_value_encoded_model_and_ranges_are_checked() -> None:
     with pytest.raises(ConfigError, match="model.intervention_encoding=index: must be value"):
-        load_config("configs/universal.yaml", ["model.intervention_encoding=index"])
+        load_config("configs/universal_vae.yaml", ["model.intervention_encoding=index"])
     with pytest.raises(ConfigError, match=r"data.d_range=\[5, 3\]: must be \[low, high\]"):
-        load_config("configs/universal.yaml", ["data.d_range=[5,3]"])
+        load_config("configs/universal_vae.yaml", ["data.d_range=[5,3]"])
     with pytest.raises(ConfigError, match="value_sd_range"):
-        load_config("configs/universal.yaml", ["data.linear.value_sd_range=[1]"])
+        load_config("configs/universal_vae.yaml", ["data.linear.value_sd_range=[1]"])
     with pytest.raises(ConfigError, match="train.init_from=no-such-model: must be an exported model folder"):
-        load_config("configs/universal.yaml", ["train.init_from=no-such-model"])
+        load_config("configs/universal_vae.yaml", ["train.init_from=no-such-model"])
     with pytest.raises(ConfigError, match=r"^train\.init_from=gauss2: model\.hidden_dim=512: the export has 128$"):
-        load_config("configs/universal.yaml", ["train.init_from=gauss2", "model.hidden_dim=512"])  # gauss2: 128
+        load_config("configs/universal_vae.yaml", ["train.init_from=gauss2", "model.hidden_dim=512"])  # gauss2: 128
 
 
 def test_a_warm_start_copies_what_fits_and_the_value_column_starts_at_zero(tmp_path: Path) -> None:

@@ -184,3 +184,19 @@ def simulate_linear(
     if with_ref:
         batch["int_ref"] = draw_conditions()
     return batch
+
+
+def simulate_observational(
+    rng: np.random.Generator, n_models: int, d: int, n_samples: int, cfg: LinearSCMConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observational samples only, for learning structure: obs float32 (M, N, d) and graph uint8 (M, d, d)
+    of `n_models` random linear SCMs drawn as `simulate_linear` draws them (no interventions simulated)."""
+    make_graph = {"er_acyclify": er_acyclify, "er_ordered": er_ordered}[cfg.graph]
+    graph = make_graph(rng, n_models, d, cfg.edge_prob)
+    weights = draw_weights(rng, graph, cfg.weight_low, cfg.weight_high)
+    beta_params = None
+    if cfg.noise == "beta":
+        beta_params = rng.uniform(cfg.beta_param_low, cfg.beta_param_high, size=(2, n_models, d))
+    noise_scale = cfg.noise_std if beta_params is None else 1.0
+    noise = _draw_noise(rng, (n_models, n_samples, d), beta_params)
+    return np.matmul(noise, path_matrix(weights) * np.float32(noise_scale)), graph

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save
 from activa_ray.io_utils import atomic_write_bytes, atomic_write_text
 from activa_ray.model.activa import Activa
 from activa_ray.model.config import ModelConfig, warm_start_problems
+from activa_ray.model.structure import StructureActiva, StructureConfig, check_structure_config
 
 FORMAT = "activa_ray.model"
 FORMAT_VERSION = 1
@@ -51,12 +52,18 @@ def safetensors_to_state_dict(path: str | os.PathLike, device: str | torch.devic
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
 
 
-def save_model(model: Activa, directory: str | os.PathLike, meta: dict | None = None) -> Path:
+# The model classes an export can hold, by the "architecture" its config.json names (absent: the VAE).
+VAE, STRUCTURE = "vae", StructureActiva.architecture
+
+
+def save_model(model: Activa | StructureActiva, directory: str | os.PathLike, meta: dict | None = None) -> Path:
     """Export `model` to `directory` (created if needed): model.safetensors and config.json. Returns the directory."""
     directory = Path(directory)
     if meta is not None and not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict or None; got {type(meta).__name__}")
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": asdict(model.cfg), "meta": meta}
+    if isinstance(model, StructureActiva):
+        document["architecture"] = STRUCTURE
     try:
         json.dumps(document)
     except (TypeError, ValueError) as error:
@@ -131,27 +138,50 @@ def read_export(directory: str | os.PathLike) -> dict:
         raise ModelFileError(
             f"{config_path}: format_version {document.get('format_version')!r} is not supported (this code reads {FORMAT_VERSION})"
         )
-    unknown = sorted(set(document) - {"format", "format_version", "model", "meta"})
+    unknown = sorted(set(document) - {"format", "format_version", "architecture", "model", "meta"})
     if unknown:
         raise ModelFileError(f"{config_path}: unknown top-level key(s) {unknown}")
+    architecture = document.get("architecture", VAE)
+    if architecture not in (VAE, STRUCTURE):
+        raise ModelFileError(f"{config_path}: \"architecture\" must be {VAE!r} or {STRUCTURE!r}; got {architecture!r}")
     meta = document.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise ModelFileError(f"{config_path}: \"meta\" must be an object or null; got {type(meta).__name__}")
-    return {"model": document.get("model"), "meta": meta or {}}
+    return {"architecture": architecture, "model": document.get("model"), "meta": meta or {}}
 
 
-def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Activa, dict]:
-    """Load an exported model -> (Activa in eval mode on `device`, meta dict ({} when none was saved))."""
+def structure_config_from_dict(values: Any, source: str) -> StructureConfig:
+    """A StructureConfig from a JSON object; unknown, missing, mistyped or out-of-range fields raise ModelFileError."""
+    known = {spec.name: spec for spec in fields(StructureConfig)}
+    if not isinstance(values, dict) or set(values) != set(known):
+        found = sorted(values) if isinstance(values, dict) else type(values).__name__
+        raise ModelFileError(f"{source}: \"model\" must hold exactly the fields {sorted(known)}; got {found}")
+    defaults = asdict(StructureConfig())
+    for name, value in values.items():
+        if not _field_ok(value, defaults[name]):
+            raise ModelFileError(f"{source}: model.{name} must be of type {type(defaults[name]).__name__}; got {value!r}")
+    cfg = StructureConfig(**{name: float(v) if isinstance(defaults[name], float) else v for name, v in values.items()})
+    problems = check_structure_config(cfg)
+    if problems:
+        raise ModelFileError(f"{source}: " + "; ".join(problems))
+    return cfg
+
+
+def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Activa | StructureActiva, dict]:
+    """Load an exported model -> (the model in eval mode on `device`, meta dict ({} when none was saved)):
+    an Activa VAE, or a StructureActiva where config.json names that architecture."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     document = read_export(directory)
     if not weights_path.is_file():
         raise ModelFileError(f"{weights_path}: missing; {directory} is not an exported activa_ray model")
-    cfg = model_config_from_dict(document["model"], str(config_path))
-    try:
-        model = Activa(cfg)
-    except ValueError as error:
-        raise ModelFileError(f"{config_path}: {error}") from None
+    if document["architecture"] == STRUCTURE:
+        model = StructureActiva(structure_config_from_dict(document["model"], str(config_path)))
+    else:
+        try:
+            model = Activa(model_config_from_dict(document["model"], str(config_path)))
+        except ValueError as error:
+            raise ModelFileError(f"{config_path}: {error}") from None
 
     state = safetensors_to_state_dict(weights_path)
     expected = model.state_dict()

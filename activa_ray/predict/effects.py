@@ -89,3 +89,26 @@ def shift_interval_and_no_effect(
     tails = ((1.0 - interval) / 2.0, (1.0 + interval) / 2.0)
     bounds = np.stack([weighted_quantiles(component_shift[:, j], weights, tails) for j in range(means.shape[1])])
     return bounds, np.clip((weights[:, None] * matches).sum(0), 0.0, 1.0)
+
+
+# A component "moves" a variable when its mean lies more than this many observational SDs from the
+# observational mean: the same size of shift P(no effect) tolerates (tolerance 0.1 is about 0.28 SD).
+MOVE_THRESHOLD = 0.28
+
+
+def alternatives(weights: np.ndarray, means: np.ndarray, obs_mean: np.ndarray, obs_std: np.ndarray,
+                 free: np.ndarray, threshold: float = MOVE_THRESHOLD) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """The mixture's distinct answers: components grouped by which free variables they move.
+
+    weights (M,), means (M, d), obs_mean and obs_std (d,), free (d,) bool (False for the targets) ->
+    [(weight, moved (d,) bool, shift (d,))], heaviest first; shift is the group's weighted mean shift.
+    """
+    moved = (np.abs(means - obs_mean) > threshold * obs_std) & free  # (M, d)
+    patterns, group = np.unique(moved, axis=0, return_inverse=True)
+    out = []
+    for g, pattern in enumerate(patterns):
+        members = group.reshape(-1) == g
+        weight = float(weights[members].sum())
+        shift = (weights[members, None] * (means[members] - obs_mean)).sum(0) / max(weight, 1e-300)
+        out.append((weight, pattern, shift))
+    return sorted(out, key=lambda item: -item[0])

@@ -18,6 +18,7 @@ from activa_ray.predict import plots
 from activa_ray.predict.effects import (
     DEFAULT_INTERVAL,
     DEFAULT_TOLERANCE,
+    alternatives,
     marginal_quantiles,
     observational_law,
     shift_interval_and_no_effect,
@@ -135,6 +136,29 @@ class Prediction:
             index=pd.Index(self.columns, name="variable"),
         )
 
+    def alternatives(self, min_weight: float = 0.05) -> pd.DataFrame:
+        """The distinct answers the mixture holds, where the data do not decide between them.
+
+        Components are grouped by which non-target variables they move (a mean more than
+        effects.MOVE_THRESHOLD observational SDs away); one row per group of weight >= min_weight,
+        heaviest first: its weight, the variables it moves, and each variable's mean shift under it.
+        One row means the prediction tells one story.
+        """
+        weights, means, _ = self.components()
+        obs_mean, obs_std = observational_law(
+            self.observations[self.columns].to_numpy(dtype=np.float64), self.std_floor
+        )
+        free = np.array([name not in self.targets for name in self.columns])
+        rows = [
+            {"weight": weight, "moves": [name for name, m in zip(self.columns, moved) if m],
+             **{f"shift[{name}]": value for name, value in zip(self.columns, shift)}}
+            for weight, moved, shift in alternatives(weights, means, obs_mean, obs_std, free)
+            if weight >= min_weight
+        ]
+        frame = pd.DataFrame(rows)
+        frame.index.name = "alternative"
+        return frame
+
     # ----- reports -----
 
     def summary(self, samples: pd.DataFrame | None = None, tolerance: float = DEFAULT_TOLERANCE,
@@ -167,6 +191,11 @@ class Prediction:
             },
             "variables": variables,
             "mixture": {"components": int(self.mixture.num_components), "weights": [float(w) for w in self.weights]},
+            "alternatives": [
+                {"weight": float(row.weight), "moves": list(row.moves),
+                 "shift": {name: float(row[f"shift[{name}]"]) for name in self.columns}}
+                for _, row in self.alternatives().iterrows()
+            ],
         }
 
     def format_effects(self, tolerance: float = DEFAULT_TOLERANCE, interval: float = DEFAULT_INTERVAL) -> str:
@@ -187,6 +216,12 @@ class Prediction:
                 f"{label:<{width}}  {row.obs_mean:>10.4g}  {row.obs_std:>10.4g}  {row.pred_mean:>10.4g}  "
                 f"{row.pred_std:>10.4g}  {row['shift']:>+10.4g}  {bounds:>23}  {row.p_no_effect:>12.2f}"
             )
+        answers = self.alternatives()
+        if len(answers) > 1:
+            lines.append(f"The data do not decide between {len(answers)} answers (weight: what moves, by how much):")
+            for _, answer in answers.iterrows():
+                moved = ", ".join(f"{name} {answer[f'shift[{name}]']:+.3g}" for name in answer.moves) or "nothing"
+                lines.append(f"  {answer.weight:.2f}: {moved}")
         return "\n".join(lines)
 
     def plot_marginals(self, path: str | os.PathLike, samples: pd.DataFrame | None = None) -> Path:

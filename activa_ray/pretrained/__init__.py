@@ -37,7 +37,14 @@ def resolve(model: str | os.PathLike) -> Path:
 
 
 def evaluation_scores(eval_dir: Path) -> dict:
-    """Mean ± s.e. of MMD / WSD / ERG per method from an evaluation's results.json (what `shipped` records)."""
+    """Mean ± s.e. of MMD / WSD / ERG per method from an evaluation's results.json (what `shipped` records),
+    or, for a unit-free protocol's folder (protocol.json), per set and method every score's [mean, s.e.]."""
+    if (eval_dir / "protocol.json").is_file():
+        protocol = json.loads((eval_dir / "protocol.json").read_text())
+        return {"protocol": "unit-free", "sets": {
+            name: {method: {score: [round(v[0], 4), round(v[1], 4)] for score, v in scores.items()}
+                   for method, scores in by_method.items()} | {"pairs": by_method["floor"]["mmd"][2]}
+            for name, by_method in protocol.items()}}
     results = json.loads((eval_dir / "results.json").read_text())
     return {
         method: {metric: [round(results[method][metric]["mean"], 4), round(results[method][metric]["sem"], 4)]
