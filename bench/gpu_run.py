@@ -1,6 +1,6 @@
 """One prepared command for a short loan of one GPU (issue 15): checks, throughput and MFU, a timed training run.
 
-    bash bench/gpu_run.sh [--preset gauss8|beta8|sergio|universal|gauss8_cpu|beta8_cpu] [--minutes 5]
+    bash bench/gpu_run.sh [--preset gauss8|beta8|sergio|universal_vae|gauss8_cpu|beta8_cpu] [--minutes 5]
                           [--batch 1024|auto] [--init DIR]
                           [--out DIR] [--set train.lr=0.001 ...]
     bash bench/gpu_run.sh --dry-run --out /tmp/gpu_dry      # every stage at toy size on CPU, seconds
@@ -44,7 +44,7 @@ from gpu.training import Prefetcher, init_start, resolve_training_precision, run
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-TRAIN_PRESETS = ("gauss8", "beta8", "sergio", "universal", "gauss8_cpu", "beta8_cpu")
+TRAIN_PRESETS = ("gauss8", "beta8", "sergio", "universal_vae", "gauss8_cpu", "beta8_cpu")
 MAX_FILES, MAX_BYTES, MAX_DEPTH = 8, 16 * 2**20, 2
 # Dry run: the training stage's model and data at toy size (seconds on a 2-core CPU).
 DRY_OVERRIDES = [

@@ -86,8 +86,10 @@ def pair_features(z: torch.Tensor, ridge: float) -> torch.Tensor:
     Residual moments: r = (z_j - c_ij z_i) / sqrt(1 - c_ij²) is j's residual on i. If i causes j (and
     nothing else links them) r is independent of z_i, so E[z_i² r], E[z_i r²], E[z_i³ r], E[z_i r³] and
     E[z_i² r²] - 1 vanish; in the other direction they do not unless the noise is Gaussian. They follow
-    from the raw cross-moments m_ab = E[z_i^a z_j^b] without forming r.
+    from the raw cross-moments m_ab = E[z_i^a z_j^b] without forming r, in float64: the fourth-order
+    terms cancel to a few digits when c_ij is near ±1.
     """
+    z = z.double()
     batch, n, d = z.shape
     eye = torch.eye(d, dtype=z.dtype, device=z.device)
 
@@ -137,7 +139,7 @@ def pair_features(z: torch.Tensor, ridge: float) -> torch.Tensor:
         eye.expand(batch, d, d),
         torch.full_like(c, math.log(n) / 7), torch.full_like(c, math.log(d) / 3),
     ]
-    return SQUASH(torch.stack(features, -1))  # (B, d, d, F)
+    return SQUASH(torch.stack(features, -1)).float()  # (B, d, d, F)
 
 
 # ---------------------------------------------------------------------------------------------------

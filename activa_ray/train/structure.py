@@ -45,6 +45,7 @@ class StructureTrainConfig:
     ckpt_every: int = 250
     stop_at_step: int = 0  # > 0: checkpoint and stop there; the same command continues the run
     threads: int = 0  # torch threads (0: torch's default)
+    device: str = "auto"  # cpu, cuda, cuda:1, or auto: the first GPU where there is one
 
 
 @dataclass
@@ -134,10 +135,11 @@ def train_structure(run: StructureRun, out: str | os.PathLike, log: Callable[[st
     cfg = run.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     resolved = dataclasses.asdict(run)
     (out / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
     torch.manual_seed(cfg.seed)
-    model = StructureActiva(run.model)
+    model = StructureActiva(run.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
     latest = latest_checkpoint(out / "checkpoints")
@@ -145,14 +147,14 @@ def train_structure(run: StructureRun, out: str | os.PathLike, log: Callable[[st
         start = load_checkpoint(latest, model, optimizer, resolved["model"])["step"]
         log(f"resumed from {latest} at step {start}")
     val_seed, train_seed = np.random.SeedSequence(cfg.seed).spawn(2)
-    val_batch = training_batch(np.random.default_rng(val_seed), cfg.val_models, 8, 100, run.scm)
+    val_batch = tuple(t.to(device) for t in training_batch(np.random.default_rng(val_seed), cfg.val_models, 8, 100, run.scm))
     end = min(cfg.steps, cfg.stop_at_step) if cfg.stop_at_step else cfg.steps
     started, window = time.perf_counter(), []
     with (out / "metrics.jsonl").open("a") as metrics:
         for step in range(start, end):
             rng = np.random.default_rng([train_seed.entropy, step])
             d, n = step_shape(rng, cfg)
-            obs, graph = training_batch(rng, cfg.batch_size, d, n, run.scm)
+            obs, graph = (t.to(device) for t in training_batch(rng, cfg.batch_size, d, n, run.scm))
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, cfg)
             loss, parts = model.loss(obs, graph)
@@ -176,6 +178,6 @@ def train_structure(run: StructureRun, out: str | os.PathLike, log: Callable[[st
             if done % cfg.ckpt_every == 0 or done == end:
                 save_checkpoint(out / "checkpoints" / f"step_{done:07d}", model, optimizer, done, resolved)
     if end == cfg.steps:
-        save_model(model, out / "export", export_meta(run, cfg.steps, val_batch))
+        save_model(model.cpu(), out / "export", export_meta(run, cfg.steps, val_batch))
         log(f"exported {out / 'export'}")
     return out
