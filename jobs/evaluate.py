@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -68,9 +69,22 @@ def evaluate_unit_free(args: argparse.Namespace) -> int:
         print(f"error: {args.model} answers only the values of its table {predictor.intervention_values}; the "
               "unit-free protocol asks do(X = mean ± 2 SD) and needs a value-conditioned model", file=sys.stderr)
         return 2
-    sets = [dataclasses.replace(spec, models=max(2, round(spec.models * args.protocol_scale))) for spec in DEFAULT_SETS]
+    names = [spec.name for spec in DEFAULT_SETS]
+    unknown = sorted(set(args.protocol_sets or []) - set(names))
+    if unknown:
+        print(f"error: --protocol-sets {unknown}: the protocol's sets are {names}", file=sys.stderr)
+        return 2
+    sets = [dataclasses.replace(spec, models=max(2, round(spec.models * args.protocol_scale)))
+            for spec in DEFAULT_SETS if not args.protocol_sets or spec.name in args.protocol_sets]
     counts = sorted(set(args.prior_samples), reverse=True)
-    results = run_protocol(predictor, sets, counts, seed=args.seed)
+    known = None
+    if args.reuse_references:
+        try:
+            known = json.loads((Path(args.reuse_references) / "protocol.json").read_text())
+        except (OSError, ValueError) as err:
+            print(f"error: --reuse-references {args.reuse_references}: no readable protocol.json ({err})", file=sys.stderr)
+            return 2
+    results = run_protocol(predictor, sets, counts, seed=args.seed, known=known)
     header = (f"# {args.model}: the unit-free protocol\n\n`python jobs/evaluate.py --model {args.model} --protocol "
               f"unit-free --protocol-scale {args.protocol_scale:g} --seed {args.seed} --out OUT`")
     print(f"report {write_protocol_report(results, args.out, header).resolve()}")
@@ -106,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-obs", type=int, default=MAX_OBS, help=f"--real: observational rows given to the model (default: {MAX_OBS})")
     parser.add_argument("--protocol-scale", type=float, default=1.0,
                         help="--protocol: multiply every set's model count (default 1: 100 models at d = 5 and 8, 25 at d = 20)")
+    parser.add_argument("--protocol-sets", nargs="+", help="--protocol: only these sets (default: all six, "
+                        "d5/d8/d20 with Gaussian and Beta noise, e.g. d8_gauss)")
+    parser.add_argument("--reuse-references", help="--protocol: an earlier protocol folder with the same sets and seed; "
+                        "its references' scores are reused instead of recomputed")
     args = parser.parse_args(argv)
     if args.real is not None:
         return evaluate_real_table(args)

@@ -41,10 +41,10 @@ def evaluation_scores(eval_dir: Path) -> dict:
     or, for a unit-free protocol's folder (protocol.json), per set and method every score's [mean, s.e.]."""
     if (eval_dir / "protocol.json").is_file():
         protocol = json.loads((eval_dir / "protocol.json").read_text())
-        return {"protocol": "unit-free", "sets": {
+        return {"protocol": "unit-free", "seed": protocol["seed"], "sets": {
             name: {method: {score: [round(v[0], 4), round(v[1], 4)] for score, v in scores.items()}
-                   for method, scores in by_method.items()} | {"pairs": by_method["floor"]["mmd"][2]}
-            for name, by_method in protocol.items()}}
+                   for method, scores in entry["methods"].items()} | {"pairs": entry["methods"]["floor"]["mmd"][2]}
+            for name, entry in protocol["sets"].items()}}
     results = json.loads((eval_dir / "results.json").read_text())
     return {
         method: {metric: [round(results[method][metric]["mean"], 4), round(results[method][metric]["sem"], 4)]
