@@ -164,7 +164,9 @@ def _draw_variable(axis, prediction: Prediction, name: str, effects: pd.DataFram
             if spread.any():
                 density = (w[spread] * np.exp(-0.5 * ((grid[:, None] - m[spread]) / s[spread]) ** 2)
                            / (s[spread] * math.sqrt(2 * math.pi))).sum(-1)  # (500,): its share of the density
-                axis.plot(grid, density, color=alternative.color, lw=2.0, label=alternative.label)
+                other = alternative.color == OTHER_COLOR  # the light remainder: drawn thin, dotted
+                axis.plot(grid, density, color=alternative.color, lw=1.2 if other else 2.0, ls=":" if other else "-",
+                          label=alternative.label)
             if (~spread).any():  # point masses (a constant column): a spike at their weighted mean
                 axis.axvline(float(np.average(m[~spread], weights=w[~spread])), color=alternative.color, lw=2.0,
                              label=alternative.label)
