@@ -314,6 +314,81 @@ def test_effects_pinned_target_and_constant_column():
     assert unfloored.loc["b", "p_no_effect"] == 0.0
 
 
+# ----- the prediction figure ----------------------------------------------------------------
+
+
+def test_figure_has_one_panel_per_variable_and_marks_the_target_value(predictor, example):
+    from matplotlib.lines import Line2D
+
+    from activa_ray.predict import plots
+
+    prediction = predictor.predict(example, target="gene_3", value=5.0, prior_samples=4, seed=0)
+    figure = plots.marginals_figure(prediction)
+    try:
+        axes = figure.axes
+        assert len(axes) == len(EXAMPLE_COLUMNS)  # one panel per variable, no empty panel
+        assert all(axis.get_xlabel() for axis in axes)  # every panel says what its x axis is
+        assert all(axis.get_legend() is None for axis in axes) and len(figure.legends) == 1  # legend off the data
+        titles = [axis.get_title() for axis in axes]
+        target = axes[[i for i, title in enumerate(titles) if "(target)" in title][0]]
+        assert titles.index(target.get_title()) == EXAMPLE_COLUMNS.index("gene_3")
+        spikes = [line for line in target.get_lines() if isinstance(line, Line2D)
+                  and np.allclose(line.get_xdata(), 5.0)]
+        assert spikes, "the target panel marks do(gene_3 = 5) at x = 5"
+        assert len(target.get_lines()) == 3  # observational mean, the spike, its marker: no density curve
+        effects = prediction.effects()
+        for axis, name in zip(axes, EXAMPLE_COLUMNS):
+            low, high = axis.get_xlim()
+            observed = example[name]
+            assert low <= observed.min() and high >= observed.max()  # the data are all in view
+            assert any(np.allclose(line.get_xdata(), effects.loc[name, "obs_mean"]) for line in axis.get_lines())
+            predicted = prediction.marginals().loc[name]
+            span = max(observed.max(), predicted["q95"], 5.0 if name == "gene_3" else -np.inf) - min(
+                observed.min(), predicted["q05"])
+            assert high - low < 3 * span  # fitted to the data and the prediction, not to far tails
+        assert any(text.get_text() == "do(gene_3 = 5)" for text in figure.legends[0].get_texts())
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+
+
+def test_figure_draws_distinct_alternatives_apart_with_their_weights():
+    import matplotlib.pyplot as plt
+
+    from activa_ray.predict import plots
+
+    # a: two close components (0 and 0.1 SD: one alternative, weight .7) and one 3 SD away (.3).
+    mixture = hand_built(means=[[0.0, 0.0, 2.0], [0.1, 0.0, 2.0], [3.0, 0.0, 2.0]],
+                         stds=[[1.0, 1.0, 0.3], [1.0, 1.0, 0.3], [1.0, 1.0, 0.3]], weights=[0.5, 0.2, 0.3])
+    prediction = Prediction(mixture, ["a", "b", "c"], ["c"], 2.0, standardised_observations(300, 3))
+    drawn = plots.alternatives(prediction, prediction.effects())
+    assert [alternative.weight for alternative in drawn] == pytest.approx([0.7, 0.3])
+    assert [sorted(alternative.members.tolist()) for alternative in drawn] == [[0, 1], [2]]
+    assert "weight 70%: nothing else moves" in drawn[0].label and "weight 30%: a moves" in drawn[1].label
+    figure = plots.marginals_figure(prediction)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert any("weight 70%" in label for label in labels) and any("weight 30%" in label for label in labels)
+    panel_a = figure.axes[0]
+    assert len([line for line in panel_a.get_lines() if len(line.get_xdata()) > 2]) == 2  # one curve each
+    plt.close(figure)
+
+    # One group: a single curve, no weights.
+    single = Prediction(hand_built(means=[[0.0, 0.0, 2.0], [0.1, 0.05, 2.0]], stds=[[1.0, 1.0, 0.3]] * 2,
+                                   weights=[0.5, 0.5]), ["a", "b", "c"], ["c"], 2.0, standardised_observations(300, 3))
+    assert [alternative.label for alternative in plots.alternatives(single, single.effects())] == [
+        "predicted interventional"]
+
+
+def test_components_group_by_single_linkage():
+    from activa_ray.predict.plots import group_components
+
+    # A chain 0, 0.2, 0.4 on the first variable joins; 1.5 stands apart; the second variable is the target.
+    means = np.array([[0.0, 9.0], [0.2, -9.0], [0.4, 0.0], [1.5, 0.0]])
+    groups = group_components(means, obs_std=np.array([1.0, 1.0]), free=np.array([True, False]))
+    assert [group.tolist() for group in groups] == [[0, 1, 2], [3]]
+
+
 @pytest.mark.parametrize("mean_a, std_a, mean_b, std_b", [(0.0, 1.0, 0.3, 1.0), (1.0, 0.5, -0.2, 2.0), (2.0, 1.0, 2.0, 1.0)])
 def test_hellinger_matches_numerical_integration(mean_a, std_a, mean_b, std_b):
     def integrand(x: float) -> float:
