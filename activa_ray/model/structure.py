@@ -127,7 +127,9 @@ def pair_features(z: torch.Tensor, ridge: float) -> torch.Tensor:
         (m22 - 2 * c * m31 + c.pow(2) * m4_i) / s.pow(2) - 1,
     ]
     root_n = math.sqrt(max(n - 3, 1))
-    fisher = lambda r: torch.atanh(r.clamp(-0.999, 0.999)) * root_n / 10  # noqa: E731  (a test statistic / 10)
+
+    def fisher(r: torch.Tensor) -> torch.Tensor:  # Fisher's z test statistic of a correlation, / 10
+        return torch.atanh(r.clamp(-0.999, 0.999)) * root_n / 10
 
     def per_variable(values: torch.Tensor) -> list[torch.Tensor]:  # (B, d) -> its value at i and at j
         return [values[:, :, None].expand(-1, -1, d), values[:, None, :].expand(-1, d, -1)]
@@ -197,7 +199,7 @@ class StructureActiva(nn.Module):
 
     def posterior(self, obs: torch.Tensor) -> StructurePosterior:
         """obs (B, N, d) in any units -> the posterior over every target's descendants."""
-        z, _, _ = standardize(obs.float())
+        z, _, _ = standardize(obs.double())  # float64: units four decades apart give the same z
         features = pair_features(z, self.cfg.ridge)  # (B, d, d, F)
         h = self.embed(features)
         for block in self.blocks:
@@ -213,7 +215,7 @@ class StructureActiva(nn.Module):
         logits = self.member_head(query)  # (B, t, j, K)
         others = 1 - torch.eye(d, dtype=h.dtype, device=h.device)  # j != t
         pooled = (self.weight_head(query) * others[None, :, :, None]).sum(2) / max(d - 1, 1)  # (B, t, K)
-        covariance = z.transpose(1, 2) @ z / z.shape[1]
+        covariance = (z.transpose(1, 2) @ z / z.shape[1]).float()
         return StructurePosterior(torch.log_softmax(pooled, -1), logits, self.edge_head(h)[..., 0], covariance)
 
     # ----- training -----
