@@ -141,3 +141,23 @@ def small_run_path(tmp_path: Path) -> Path:
     path.write_text("architecture: structure\n")
     return path
 
+
+
+def test_the_readme_example_is_answered_with_its_two_equivalent_stories_and_gene_5_unmoved():
+    # examples/obs_small.csv: gene_1 -> gene_2, gene_1 -> gene_3, gene_2 -> gene_4 <- gene_3, gene_5 alone, Gaussian
+    # noise. Without units to lean on, the direction of gene_1 - gene_3 is not identified: either only gene_4 moves
+    # (by about +3.5, the truth) or gene_3 also drives gene_1 and gene_2. The default model must offer both, the
+    # truth with real weight, keep gene_5 still and hold gene_3 at 5.
+    from activa_ray.predict import load
+
+    table = pd.read_csv(Path(__file__).resolve().parents[1] / "examples" / "obs_small.csv")
+    prediction = load().predict(table, "gene_3", value=5.0, prior_samples=50, seed=0)
+    answers = prediction.alternatives()
+    truth = answers[answers.moves.map(lambda moved: moved == ["gene_4"])]
+    assert len(truth) == 1 and truth.weight.iloc[0] >= 0.3
+    assert 2.5 <= truth["shift[gene_4]"].iloc[0] <= 4.5
+    assert all(set(moved) in ({"gene_4"}, {"gene_1", "gene_2", "gene_4"}) for moved in answers.moves)
+    effects = prediction.effects()
+    assert abs(effects.loc["gene_5", "shift"]) < 0.05 * effects.loc["gene_5", "obs_std"]
+    assert effects.loc["gene_5", "p_no_effect"] > 0.95
+    assert np.allclose(prediction.sample(200, seed=0)["gene_3"], 5.0)

@@ -37,6 +37,8 @@ def test_the_true_graph_scores_near_the_floor_and_far_below_no_effect_in_sd_unit
     assert set(samples) == {*REFERENCES, "floor"}
     assert scores["floor"]["wsd"] < scores["oracle_graph"]["wsd"] < scores["no_effect"]["wsd"]
     assert scores["oracle_graph"]["descendants_wsd"] < 0.5 * scores["no_effect"]["descendants_wsd"]
+    assert scores["floor"]["wsd"] < scores["true_descendants"]["wsd"] < scores["no_effect"]["wsd"]
+    assert scores["true_descendants"]["descendants_wsd"] < 0.5 * scores["no_effect"]["descendants_wsd"]
 
 
 def test_the_protocol_reports_every_method_and_reuses_the_references(tmp_path, load_job):

@@ -288,15 +288,24 @@ class StructureActiva(nn.Module):
         target = targets.argmax(-1)  # (B,)
         post = self.posterior(obs)
         keep, log_weights = self.sample_sets(post, target, prior_samples, generator)  # (B, S, d)
-        _, mean, std = standardize(obs)
-        rows = torch.arange(len(target), device=obs.device)
-        value = (values.to(obs.device).float() - mean[rows, target]) / std[rows, target]  # (B,) standardised
-        means, covariances = adjusted_gaussians(post.covariance, target, keep, value, self.cfg.ridge)
-        floor = self.cfg.cov_floor * torch.eye(obs.shape[-1], device=obs.device)
-        pinned = targets.bool()
-        mixture = GaussianMixture(log_weights, means, torch.linalg.cholesky(covariances + floor), pinned,
-                                  value[:, None].expand_as(mean) * pinned)
-        return mixture.affine(mean, std)
+        return least_squares_mixture(obs, post.covariance, target, keep, log_weights, values.to(obs.device).float(),
+                                     self.cfg.ridge, self.cfg.cov_floor)
+
+
+def least_squares_mixture(obs: torch.Tensor, covariance: torch.Tensor, target: torch.Tensor, keep: torch.Tensor,
+                          log_weights: torch.Tensor, values: torch.Tensor, ridge: float, cov_floor: float) -> GaussianMixture:
+    """The mixture, in the data's units, whose component s is the interventional Gaussian of non-descendant set
+    keep[:, s]: obs (B, N, d), covariance (B, d, d) of its z-scores, target (B,), keep (B, S, d) bool,
+    log_weights (B, S), values (B,) in the data's units; the target pinned at its value."""
+    _, mean, std = standardize(obs)
+    rows = torch.arange(len(target), device=obs.device)
+    value = (values - mean[rows, target]) / std[rows, target]  # (B,) standardised
+    means, covariances = adjusted_gaussians(covariance, target, keep, value, ridge)
+    floor = cov_floor * torch.eye(obs.shape[-1], device=obs.device)
+    pinned = F.one_hot(target, obs.shape[-1]).bool()
+    mixture = GaussianMixture(log_weights, means, torch.linalg.cholesky(covariances + floor), pinned,
+                              value[:, None].expand_as(mean) * pinned)
+    return mixture.affine(mean, std)
 
 
 def descendants(graph: torch.Tensor) -> torch.Tensor:
