@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from activa_ray.config import LinearSCMConfig
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.graphs import topological_order
 from activa_ray.data.scm import simulate_linear
 

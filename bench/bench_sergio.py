@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from activa_ray.config import SergioConfig
+from activa_ray.data.config import SergioConfig
 from activa_ray.data.grn import load_network, sample_subgraph
 from activa_ray.data.sergio import simulate_sergio
 

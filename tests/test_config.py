@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activa_ray.config import Config, ConfigError, load_config, save_config
+from activa_ray.config import Config, ConfigError, load_config, rebuild_config, save_config, to_dict
+from activa_ray.data.grn import load_network
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -163,3 +165,52 @@ def test_cluster_yaml_is_valid_for_the_ray_cluster_launcher():
     head = cluster["head_start_ray_commands"]
     assert any("--dashboard-host=127.0.0.1" in command for command in head), "dashboard must not be public"
     assert cluster["available_node_types"]["gpu_worker"]["resources"]["GPU"] >= 1
+
+
+def _imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The activa_ray modules `path` imports anywhere (functions too), except under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for node in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+        else:  # `from package import submodule` imports the submodule, `from module import name` the module
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                      for a in node.names} & modules
+    return found
+
+
+def test_the_package_has_no_import_cycle():
+    """Not even through an import inside a function: each part imports only the parts below it."""
+    paths = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (REPO / "activa_ray").rglob("*.py")}
+    graph = {module: _imports_of(path, set(paths)) - {module} for module, path in paths.items()}
+    done: set[str] = set()
+
+    def visit(module: str, stack: list[str]) -> None:
+        if module in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(module):] + [module]))
+        if module not in done:
+            for imported in sorted(graph[module]):
+                visit(imported, stack + [module])
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_workers_rebuild_the_config_without_checking_it_or_loading_gene_networks():
+    tree = to_dict(load_config(REPO / "configs" / "sergio.yaml"))
+    load_network.cache_clear()
+    cfg = rebuild_config(tree)
+    assert cfg == load_config(REPO / "configs" / "sergio.yaml")  # the driver's check parses every network it names
+    assert load_network.cache_info().currsize == len(cfg.data.sergio.networks)
+    load_network.cache_clear()
+    rebuild_config(tree)
+    assert load_network.cache_info().currsize == 0  # a worker that never simulates SERGIO never parses a network
+    tree["train"]["batch_size"] = -3  # the driver's checks, not the worker's, refuse this
+    assert rebuild_config(tree).train.batch_size == -3

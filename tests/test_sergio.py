@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from activa_ray.config import ConfigError, SergioConfig, load_config
+from activa_ray.config import ConfigError, load_config
+from activa_ray.data.config import SergioConfig
 from activa_ray.data.grn import NETWORK_DIR, NETWORK_FILES
 from activa_ray.data.sergio import GRNParams, gene_levels, sample_params, simulate_expression, simulate_sergio
 

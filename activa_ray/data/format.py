@@ -9,6 +9,7 @@ generate.py writes the shards; training and evaluation read them through this mo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from activa_ray.config import DataConfig, to_dict
+from activa_ray.data.config import DataConfig
 from activa_ray.data.kinds import KINDS
 from activa_ray.io_utils import atomic_path
 
@@ -193,7 +194,7 @@ def read_shard(path: str | os.PathLike) -> dict:
 
 def data_content(data_cfg: DataConfig) -> dict:
     """The data settings that determine what is simulated (not where training reads from)."""
-    content = to_dict(data_cfg)
+    content = dataclasses.asdict(data_cfg)
     for key in _NOT_CONTENT:
         content.pop(key)
     return content

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from activa_ray.config import ConfigError, SergioConfig
+from activa_ray.data.config import SergioConfig
 from activa_ray.data.grn import load_network, sample_subgraph
-from activa_ray.ranges import low_high_problems, range_problems
+from activa_ray.ranges import ConfigError, low_high_problems, range_problems
 
 STEPS_PER_CELL = 15  # steps per gene: 15 · n_cells + 10 · level
 STEPS_PER_LEVEL = 10

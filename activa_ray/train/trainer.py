@@ -177,7 +177,8 @@ def run_training(
     `progress` prints one line per report (train/progress.py); `ray_logs` lets Ray's own worker log
     lines through to the console when this call starts or connects Ray.
     """
-    # Every check a user's config can fail comes before the run directory is made or its config replaced.
+    # Every check a user's config can fail comes before the run directory is made or its config replaced. This is
+    # the Python API's entry point (a config built or edited by hand); the workers rebuild it unchecked.
     validate(cfg)
     if cfg.data.source == "shards":
         check_shard_dir(cfg)

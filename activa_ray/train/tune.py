@@ -34,6 +34,7 @@ from activa_ray.config import (
     read_yaml,
     config_from_dict,
     load_config,
+    rebuild_config,
     save_config,
     to_dict,
 )
@@ -203,7 +204,7 @@ def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrid
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     base.setdefault("wandb", {})["group"] = base["wandb"].get("group") or f"sweep-{out_dir.name}"
-    base_cfg = config_from_dict(base)
+    base_cfg = rebuild_config(base)  # load_sweep validated it; only wandb.group changed
     (out_dir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": to_dict(sweep), "base": base}, sort_keys=False))
     connect_or_start(num_cpus)
     concurrent = concurrent_trials(base_cfg, sweep.tune)

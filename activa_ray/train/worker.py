@@ -13,7 +13,7 @@ import ray.train
 import ray.train.torch
 import torch
 
-from activa_ray.config import Config, config_from_dict, to_dict
+from activa_ray.config import Config, rebuild_config, to_dict
 from activa_ray.data.examples import iter_examples_in_passes
 from activa_ray.io_utils import append_jsonl
 from activa_ray.model.activa import Activa
@@ -51,7 +51,7 @@ def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.rando
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
-    cfg = config_from_dict(loop_config["config"], source="train loop config")
+    cfg = rebuild_config(loop_config["config"], source="train loop config")  # the driver validated it
     run_dir = Path(loop_config["run_dir"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
