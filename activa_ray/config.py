@@ -245,7 +245,7 @@ def validate(cfg: Config) -> Config:
         problems.append(f"train.batch_size={train.batch_size}: must be a multiple of train.workers={train.workers}")
     problems += model_fit_problems(cfg.model, cfg.data)
     if cfg.data.source == "shards" and not cfg.data.dir:
-        problems.append("data.source=shards: needs data.dir, the root written by jobs/generate.py")
+        problems.append("data.source=shards: needs data.dir, the root written by `activa generate`")
     if train.init_from:
         from activa_ray.pretrained import available, resolve  # imported here: it loads torch
 

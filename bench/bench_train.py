@@ -42,7 +42,7 @@ def _ray_train(workers: int, settings: tuple[str, ...] = (), steps: int = 12, ba
 
 
 def train_gauss8() -> dict:
-    """jobs/train.py end to end: steady-state examples/s and data wait with 1 and 2 DDP workers, with the
+    """`activa train` end to end: steady-state examples/s and data wait with 1 and 2 DDP workers, with the
     settings before this release (fp32, dropout 0.1, one thread per worker) and with today's defaults."""
     runs = [_ray_train(workers, settings) for workers in (1, 2) for settings in (OLD_SETTINGS, ())]
     old, new = runs[0::2], runs[1::2]

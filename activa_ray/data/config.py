@@ -79,7 +79,7 @@ class DataConfig:
     models_per_shard: int = 1_000
     seed: int = 0
     source: Literal["stream", "shards"] = "stream"  # training data: simulate on the fly, or read `dir`
-    dir: str = ""  # shard root written by jobs/generate.py (source=shards, evaluation)
+    dir: str = ""  # shard root written by `activa generate` (source=shards, evaluation)
     linear: LinearSCMConfig = field(default_factory=LinearSCMConfig)
     sergio: SergioConfig = field(default_factory=SergioConfig)
 

@@ -212,7 +212,7 @@ def shard_path(root: str | os.PathLike, split: str, shard_index: int) -> Path:
 def read_manifest(root: str | os.PathLike) -> dict:
     path = Path(root) / "manifest.json"
     if not path.is_file():
-        raise ShardError(f"{path}: no manifest; is {root} a directory written by jobs/generate.py?")
+        raise ShardError(f"{path}: no manifest; is {root} a directory written by `activa generate`?")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -228,7 +228,7 @@ def shard_paths(root: str | os.PathLike, split: str) -> list[Path]:
     an incomplete run."""
     manifest = read_manifest(root)
     if not manifest.get("complete"):
-        raise ShardError(f"{Path(root) / 'manifest.json'}: generation did not finish; rerun jobs/generate.py")
+        raise ShardError(f"{Path(root) / 'manifest.json'}: generation did not finish; rerun `activa generate`")
     if split not in manifest["splits"]:
         raise ShardError(f"{Path(root) / 'manifest.json'}: no split {split!r} (has {list(manifest['splits'])})")
     paths = [shard_path(root, split, i) for i in range(manifest["splits"][split]["shards"])]

@@ -49,7 +49,7 @@ def check_shard_dir(cfg: Config) -> dict:
 
     root = Path(cfg.data.dir)
     if not (root / "manifest.json").is_file():
-        raise ConfigError(f"data.dir={root}: no manifest.json; write shards with jobs/generate.py first")
+        raise ConfigError(f"data.dir={root}: no manifest.json; write shards with `activa generate` first")
     manifest = read_manifest(root)
     saved = manifest["config"]
     saved_data = saved.get("data", saved)

@@ -12,7 +12,7 @@ over dotted config keys, and the sweep settings:
     tune: {metric: val/activa_mmd, mode: min, num_samples: 8, search: random, ...}
 
 Outputs under DIR: tuner/ (Tune's state, for restore), trials.csv (one row per trial),
-best_config.yaml (accepted unchanged by jobs/train.py --config) and best.json.
+best_config.yaml (accepted unchanged by `activa train --config`) and best.json.
 """
 
 from __future__ import annotations
