@@ -1,5 +1,9 @@
 """One typed config tree, merged as defaults < YAML file < CLI dotlist (`train.steps=100`).
 
+The sections sit beside the code they configure (data/config.py, model/config.py); this module composes
+them with the train, eval and W&B sections, reads YAML (a file may build on another: `base: FILE`, then
+it states only what differs) and checks the whole tree once, at the entry point (`validate`).
+
 Every section is a dataclass; unknown keys and values of the wrong type raise `ConfigError`
 naming the key and where it came from. The resolved tree is written beside every output
 (`save_config`) and reloads unchanged (`load_config`).
@@ -270,15 +274,38 @@ def export_model_fields(directory: Path) -> dict:
         return {}
 
 
+def read_config_file(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
+    """The config tree of the YAML file at `path`, over the tree of its `base:` file (a path relative to `path`'s
+    folder), which may name a base in turn. Each file is checked on its own, so an error names its file."""
+    path = Path(path)
+    tree = read_yaml(path)
+    base = tree.pop("base", None)
+    build_dataclass(Config, tree, "", str(path))
+    if base is None:
+        return tree
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"base (from {path}): expected the path of the config this one builds on, got {base!r}")
+    base_path = resolve_base(path, base)
+    if base_path.resolve() in _seen:
+        raise ConfigError(f"base (from {path}): {base} is already in its chain of bases")
+    return deep_merge(read_config_file(base_path, _seen + (path.resolve(),)), tree)
+
+
+def resolve_base(path: Path, base: str) -> Path:
+    """`base:` in the file at `path`: absolute, or relative to that file's folder."""
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"base (from {path}): {base_path} does not exist")
+    return base_path
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults < YAML file at `path` < CLI dotlist `overrides`."""
+    """Defaults < YAML file at `path` (over its `base:` files) < CLI dotlist `overrides`."""
     tree: dict = {}
     sources = []
     if path is not None:
-        tree = read_yaml(path)
+        tree = read_config_file(path)
         sources.append(str(path))
-    # Check the file on its own first so an error names the file, not the overrides.
-    build_dataclass(Config, tree, "", str(path) if path else "defaults")
     if overrides:
         tree = deep_merge(tree, parse_dotlist(overrides))
         sources.append("command line")

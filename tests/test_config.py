@@ -147,9 +147,10 @@ def test_saved_config_reloads_identically(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_shipped_config_loads(path):
-    if path.name.startswith("tune"):
+    if path.parent.name == "tune":
         from activa_ray.train.tune import load_sweep
 
         load_sweep(path)
@@ -204,13 +205,43 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_workers_rebuild_the_config_without_checking_it_or_loading_gene_networks():
-    tree = to_dict(load_config(REPO / "configs" / "sergio.yaml"))
+    tree = to_dict(load_config(REPO / "configs" / "paper" / "sergio.yaml"))
     load_network.cache_clear()
     cfg = rebuild_config(tree)
-    assert cfg == load_config(REPO / "configs" / "sergio.yaml")  # the driver's check parses every network it names
+    assert cfg == load_config(REPO / "configs" / "paper" / "sergio.yaml")  # the driver's check parses every network it names
     assert load_network.cache_info().currsize == len(cfg.data.sergio.networks)
     load_network.cache_clear()
     rebuild_config(tree)
     assert load_network.cache_info().currsize == 0  # a worker that never simulates SERGIO never parses a network
     tree["train"]["batch_size"] = -3  # the driver's checks, not the worker's, refuse this
     assert rebuild_config(tree).train.batch_size == -3
+
+
+def test_a_config_states_only_what_differs_from_its_base(tmp_path):
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "root.yaml").write_text("name: root\ndata: {d: 8, n_models: 100}\ntrain: {lr: 0.01}\n")
+    (tmp_path / "child.yaml").write_text("base: paper/root.yaml\nname: child\ndata: {n_models: 200}\n")
+    (tmp_path / "grandchild.yaml").write_text("base: child.yaml\ntrain: {steps: 7}\n")
+    cfg = load_config(tmp_path / "grandchild.yaml", ["data.d=5"])
+    assert (cfg.name, cfg.data.d, cfg.data.n_models, cfg.train.lr, cfg.train.steps) == ("child", 5, 200, 0.01, 7)
+    save_config(cfg, tmp_path / "resolved.yaml")  # the resolved tree: no base, every value
+    assert "base" not in yaml.safe_load((tmp_path / "resolved.yaml").read_text())
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+    (tmp_path / "paper" / "root.yaml").write_text("model: {heds: 2}\n")
+    with pytest.raises(ConfigError, match=r"model\.heds \(from .*paper/root\.yaml\)"):  # the file that says it
+        load_config(tmp_path / "grandchild.yaml")
+    (tmp_path / "paper" / "root.yaml").write_text("base: ../grandchild.yaml\n")
+    with pytest.raises(ConfigError, match=r"already in its chain of bases"):
+        load_config(tmp_path / "grandchild.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"base \(from .*orphan\.yaml\): .*nowhere\.yaml does not exist"):
+        load_config(tmp_path / "orphan.yaml")
+
+
+def test_the_paper_presets_and_recipes_inherit_what_they_share():
+    paper, recipes = REPO / "configs" / "paper", REPO / "configs" / "recipes"
+    gauss8, beta8 = load_config(paper / "gauss8.yaml"), load_config(paper / "beta8.yaml")
+    assert dataclasses.replace(beta8, name="gauss8", data=dataclasses.replace(beta8.data, kind="linear-gauss")) == gauss8
+    recipe = load_config(recipes / "gauss8.yaml")
+    assert recipe.data == gauss8.data and recipe.model.hidden_dim == 128 and recipe.train.batch_size == 16
+    assert load_config(paper / "sergio_ood.yaml").model == load_config(paper / "sergio.yaml").model

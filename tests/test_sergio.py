@@ -220,7 +220,7 @@ def test_bad_config_names_the_field():
 
 
 @pytest.mark.parametrize(
-    ("path", "d", "n_models"), [("configs/sergio.yaml", 8, 15000), ("configs/sergio_ood.yaml", 11, 1800)]
+    ("path", "d", "n_models"), [("configs/paper/sergio.yaml", 8, 15000), ("configs/paper/sergio_ood.yaml", 11, 1800)]
 )
 def test_presets_load(path, d, n_models):
     cfg = load_config(Path(__file__).resolve().parents[1] / path)

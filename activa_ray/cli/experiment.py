@@ -1,7 +1,7 @@
 """Reproduce one experiment of the paper: generate, train, evaluate (all resumable).
 
-activa experiment --config configs/gauss2.yaml --out results/gauss2
-activa experiment --config configs/sergio.yaml --out results/sergio --also-eval configs/sergio_ood.yaml
+activa experiment --config configs/paper/gauss2.yaml --out results/gauss2
+activa experiment --config configs/paper/sergio.yaml --out results/sergio --also-eval configs/paper/sergio_ood.yaml
 """
 
 from __future__ import annotations

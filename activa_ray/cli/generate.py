@@ -1,7 +1,7 @@
 """Simulate causal models into Parquet shards with Ray (activa_ray/data/generate.py).
 
-    activa generate --config configs/gauss8.yaml --out DIR [--overwrite] [--num-cpus N] [--in-process] [a.b=c ...]
-    ray job submit -- activa generate --config configs/gauss8.yaml --out DIR data.n_models=1000000
+    activa generate --config configs/paper/gauss8.yaml --out DIR [--overwrite] [--num-cpus N] [--in-process] [a.b=c ...]
+    ray job submit -- activa generate --config configs/paper/gauss8.yaml --out DIR data.n_models=1000000
 
 A bad config or directory: one line on stderr, exit status 2.
 """
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="activa generate", description="Simulate causal models into Parquet shards with Ray."
     )
-    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/gauss8.yaml")
+    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/paper/gauss8.yaml")
     parser.add_argument("--out", required=True, help="output directory (manifest.json, train/, val/, test/)")
     parser.add_argument("--overwrite", action="store_true", help="replace shards written under another config")
     parser.add_argument("--num-cpus", type=int, default=None, help="shards written in parallel")

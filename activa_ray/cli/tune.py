@@ -1,4 +1,4 @@
-"""Sweep hyperparameters with Ray Tune: `activa tune --config configs/tune.yaml --out DIR [overrides]`.
+"""Sweep hyperparameters with Ray Tune: `activa tune --config configs/tune/gauss2.yaml --out DIR [overrides]`.
 
 Overrides `tune.x=...` set sweep settings (tune.num_samples=4); all others go to the base training
 config (train.steps=500). Rerun with the same --out to resume an interrupted sweep.

@@ -1,9 +1,9 @@
 """Hyperparameter sweeps: every trial is a full Ray Train run launched from a Tune function trainable.
 
-A sweep file (configs/tune.yaml) names a base training config, overrides for it, the search space
-over dotted config keys, and the sweep settings:
+A sweep file (configs/tune/gauss2.yaml) names a base training config (relative to the sweep file's
+folder), overrides for it, the search space over dotted config keys, and the sweep settings:
 
-    base: configs/gauss2.yaml
+    base: ../paper/gauss2.yaml
     overrides: [train.steps=2000]
     space:
       model.beta: {loguniform: [0.01, 1.0]}
@@ -32,6 +32,7 @@ from activa_ray.config import (
     deep_merge,
     parse_dotlist,
     read_yaml,
+    resolve_base,
     config_from_dict,
     load_config,
     rebuild_config,
@@ -132,9 +133,7 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> t
     problems = range_problems(sweep.tune, "tune")
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
-    base_path = Path(sweep.base) if sweep.base else None
-    if base_path is not None and not base_path.is_absolute() and not base_path.exists():
-        base_path = Path(path).parent.parent / sweep.base  # relative to the repository root
+    base_path = resolve_base(Path(path), sweep.base) if sweep.base else None  # relative to the sweep's folder
     base = to_dict(load_config(base_path, list(sweep.overrides) + train_overrides))
     _check_space(sweep.space, base, str(path))
     swept_weights = [key for key in LOSS_WEIGHTS if key in sweep.space]
