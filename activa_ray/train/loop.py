@@ -18,6 +18,7 @@ import torch
 
 from activa_ray.config import Config
 from activa_ray.data.examples import explode
+from activa_ray.data.format import read_shard, shard_paths
 from activa_ray.data.simulate import shard_seed, simulate
 from activa_ray.eval.validation import validation_metrics
 from activa_ray.model.activa import Activa
@@ -64,8 +65,6 @@ class MetricsWindow:
 def validation_set(cfg: Config) -> dict:
     """A small fixed held-out set: the first val models, from shards or simulated with the val seed."""
     if cfg.data.source == "shards":
-        from activa_ray.data.format import read_shard, shard_paths
-
         batch = read_shard(shard_paths(cfg.data.dir, "val")[0])
         return {k: (v[: cfg.train.val_models] if isinstance(v, np.ndarray) else v) for k, v in batch.items()}
     rng = np.random.default_rng(shard_seed(cfg.data, "val", 0))

@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import pandas as pd
+import ray
 import yaml
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
 
+from activa_ray.cluster import connect_or_start
 from activa_ray.config import (
     Config,
     ConfigError,
@@ -40,6 +46,7 @@ from activa_ray.config import (
     to_dict,
 )
 from activa_ray.io_utils import atomic_write_text
+from activa_ray.train.trainer import build_trainer
 from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, Range, range_problems
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
@@ -146,8 +153,6 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> t
 
 
 def _search_space(space: dict) -> dict:
-    from ray import tune
-
     samplers = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
                 "randint": lambda a: tune.randint(a[0], a[1] + 1), "choice": tune.choice,
                 "grid": tune.grid_search}
@@ -156,11 +161,6 @@ def _search_space(space: dict) -> dict:
 
 def run_trial(params: dict, base: dict, report_every_examples: int) -> None:
     """The Tune function trainable: one full Ray Train run with the trial's parameters."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from activa_ray.train.trainer import build_trainer
-
     cfg = trial_config(base, params, report_every_examples)
     run_dir = Path(tune.get_context().get_trial_dir())
     save_config(cfg, run_dir / "config.yaml")
@@ -169,8 +169,6 @@ def run_trial(params: dict, base: dict, report_every_examples: int) -> None:
 
 def concurrent_trials(cfg: Config, settings: SweepSettings) -> int:
     """As many trials at once as the cluster holds, given the workers each trial asks for."""
-    import ray
-
     if settings.max_concurrent_trials:
         return settings.max_concurrent_trials
     resources = ray.cluster_resources()
@@ -180,6 +178,7 @@ def concurrent_trials(cfg: Config, settings: SweepSettings) -> int:
 
 
 def _searcher(settings: SweepSettings):
+    # Imported only when chosen: Optuna and HyperOpt are optional dependencies (the `sweep` extra).
     if settings.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -194,11 +193,6 @@ def _searcher(settings: SweepSettings):
 def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrides: list[str] | None = None,
               num_cpus: int | None = None) -> dict:
     """Run (or resume) the sweep into `out_dir`; write the trials table and the best config."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from activa_ray.cluster import connect_or_start
-
     sweep, base = load_sweep(sweep_path, overrides)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,8 +276,6 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
         if first_rung is not None:
             row[f"{metric}@{first_rung}s"] = _metric_at_seconds(result, metric, first_rung)
         rows.append(row)
-    import pandas as pd
-
     pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
     best = results.get_best_result(metric=metric, mode=mode, scope="last")
     best_params = dict(best.config)

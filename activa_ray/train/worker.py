@@ -15,6 +15,7 @@ import torch
 
 from activa_ray.config import Config, rebuild_config, to_dict
 from activa_ray.data.examples import iter_examples_in_passes
+from activa_ray.data.format import table_to_batch
 from activa_ray.io_utils import append_jsonl
 from activa_ray.model.activa import Activa
 from activa_ray.model.io import warm_start
@@ -38,8 +39,6 @@ CHECKPOINT_DIR_PREFIX = "step_"
 def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.random.Generator) -> Iterator[dict]:
     """Endless example batches from this rank's Ray Data shard of `rank_models` models (every epoch a
     fresh pass; the shuffle buffer holds at most one)."""
-    from activa_ray.data.format import table_to_batch
-
     dataset = ray.train.get_dataset_shard("train")
 
     def model_batches():
