@@ -22,10 +22,10 @@ def _init_simulator(cfg_dict: dict) -> None:
     global _WORKER_CFG
     import torch
 
-    from activa_ray.config import config_from_dict
+    from activa_ray.config import rebuild_config
 
     torch.set_num_threads(1)
-    _WORKER_CFG = config_from_dict(cfg_dict, source="gpu_run simulator")
+    _WORKER_CFG = rebuild_config(cfg_dict, source="gpu_run simulator")  # checked by the driver
 
 
 def _simulate_batch(step: int, batch: int) -> dict:
