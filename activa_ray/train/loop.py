@@ -4,7 +4,8 @@ Randomness is a function of (seed, rank, step): every step reseeds torch and dra
 models from `stream_rng(seed, rank, step)`, so a run resumed from a checkpoint continues exactly as an
 uninterrupted one would (on CPU, fp32 or bf16 alike: the weights and optimizer state are fp32 and every
 CPU kernel is deterministic; on a GPU, atomics make the last bits vary). The Ray worker
-(`train/worker.py`) and the bare-GPU command (`bench/gpu_run.py`) both run `run_steps`.
+(`train/worker.py`), the Ray-free driver (`train/local.py`) and the bare-GPU command (`bench/gpu_run.py`)
+all run `run_steps` on a replica built by `train.local.build_replica`.
 """
 
 from __future__ import annotations

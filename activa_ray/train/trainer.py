@@ -30,9 +30,8 @@ from activa_ray.data.format import read_manifest
 from activa_ray.eval.run_figures import run_figures
 from activa_ray.logging import log_images
 from activa_ray.model.activa import Activa
-from activa_ray.model.io import save_model
+from activa_ray.train import local
 from activa_ray.train.checkpoint import (
-    export_meta,
     latest_checkpoint,
     load_checkpoint,
     model_config_differences,
@@ -110,8 +109,7 @@ def export_model(cfg: Config, run_dir: Path) -> Path:
         raise RuntimeError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
     model = Activa(cfg.model)
     state = load_checkpoint(checkpoint, model, None, asdict(cfg.model))
-    save_model(model, run_dir / "export", export_meta(cfg, state["step"], state["extra"]))
-    return run_dir / "export"
+    return local.export_model(model, cfg, run_dir, state["step"], state["extra"])
 
 
 def run_training(
