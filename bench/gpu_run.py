@@ -186,6 +186,11 @@ def main(argv: list[str]) -> int:
     finally:
         if prefetcher is not None:
             prefetcher.close()
+    return finish(out, summary, checks, t_start)
+
+
+def finish(out: Path, summary: dict, checks: Checks, t_start: float) -> int:
+    """Write summary.json, audit what comes back from OUT, log the files; the exit status (1: a failure)."""
     summary["checks"] = {"failed": checks.failed, "results": checks.results}
     summary["total_s"] = round(time.perf_counter() - t_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
