@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+import ray
+
 
 def connect_or_start(num_cpus: int | None = None, log_to_driver: bool = True, **local_options) -> bool:
     """Initialise Ray unless it already is; return True when this call started a local instance.
@@ -16,8 +18,6 @@ def connect_or_start(num_cpus: int | None = None, log_to_driver: bool = True, **
     the workers' own log lines (Ray Train's per-report dumps) in Ray's log files instead of the console,
     and the driver's Ray logger at ERROR (the token-auth notice and the dashboard URL are not news).
     """
-    import ray
-
     if ray.is_initialized():
         return False
     level = logging.INFO if log_to_driver else logging.ERROR

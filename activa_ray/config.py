@@ -1,5 +1,9 @@
 """One typed config tree, merged as defaults < YAML file < CLI dotlist (`train.steps=100`).
 
+The sections sit beside the code they configure (data/config.py, model/config.py); this module composes
+them with the train, eval and W&B sections, reads YAML (a file may build on another: `base: FILE`, then
+it states only what differs) and checks the whole tree once, at the entry point (`validate`).
+
 Every section is a dataclass; unknown keys and values of the wrong type raise `ConfigError`
 naming the key and where it came from. The resolved tree is written beside every output
 (`save_config`) and reloads unchanged (`load_config`).
@@ -18,14 +22,17 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from activa_ray.data.config import DataConfig, LinearSCMConfig, SergioConfig
 from activa_ray.data.kinds import model_fit_problems
+from activa_ray.data.simulate import check_data_config
 from activa_ray.io_utils import atomic_write_text
 from activa_ray.model.config import ModelConfig, check_model_config, warm_start_problems
-from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, Range, range_problems
+from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, ConfigError, Range, range_problems
 
-
-class ConfigError(ValueError):
-    """A config file, override or value that does not fit the config tree."""
+# Names other modules import from here: the composed tree's sections and its error.
+__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "LinearSCMConfig", "ModelConfig", "SergioConfig",
+           "TrainConfig", "WandbConfig", "config_from_dict", "load_config", "rebuild_config", "save_config", "to_dict",
+           "validate"]
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -40,81 +47,6 @@ YamlLoader.add_implicit_resolver(
 
 def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=YamlLoader)
-
-
-@dataclass
-class LinearSCMConfig:
-    """Linear additive SCMs of paper appendix A.1."""
-
-    graph: Literal["er_acyclify", "er_ordered"] = "er_acyclify"  # paper: ER(d, p) then drop random edges until acyclic
-    edge_prob: float = 0.3
-    weight_low: float = 0.5  # |β_ij| ~ U(weight_low, weight_high), random sign
-    weight_high: float = 2.0
-    noise: Literal["gauss", "beta"] = "gauss"
-    noise_std: float = 0.5  # Gaussian noise N(0, noise_std²)
-    beta_param_low: float = 0.5  # Beta(α_j, β_j) with α_j, β_j ~ U(low, high) per variable
-    beta_param_high: float = 2.0
-    intervention_values: list[float] = field(default_factory=lambda: [5.0])
-    # [low, high]: each condition's value is instead the target's observational sample mean plus u of its
-    # observational standard deviations, u ~ U(low, high) (for value-encoded models); []: intervention_values.
-    value_sd_range: list[float] = field(default_factory=list)
-    jitter_var: float = 0.1  # realised value = nominal + N(0, jitter_var) per sample
-    targets_per_intervention: int = 1  # >1: multi-target interventions on random variable sets
-
-    RANGES: ClassVar[dict[str, Range]] = {
-        "edge_prob": FRACTION, "weight_low": AT_LEAST_0, "weight_high": AT_LEAST_0, "noise_std": POSITIVE,
-        "beta_param_low": POSITIVE, "beta_param_high": POSITIVE, "jitter_var": AT_LEAST_0,
-        "targets_per_intervention": AT_LEAST_1,
-    }
-
-
-@dataclass
-class SergioConfig:
-    """SERGIO steady-state simulation (activa_ray/data/sergio.py); defaults are the in-distribution ranges."""
-
-    networks: list[str] = field(default_factory=lambda: ["ecoli", "yeast"])
-    interaction_low: float = 1.0  # |k_ij| ~ U(low, high)
-    interaction_high: float = 5.0
-    sign_beta: float = 1.0  # P(activator) per regulator ~ Beta(sign_beta, sign_beta)
-    basal_low: float = 0.0  # master regulators' production b ~ U(low, high)
-    basal_high: float = 1.0
-    hill: list[float] = field(default_factory=lambda: [1.9, 2.0, 2.1])
-    decay: list[float] = field(default_factory=lambda: [0.7, 0.8, 0.9])
-    noise_scale: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
-    dt: float = 0.01
-    technical_noise: bool = False
-    platform: Literal["10x"] = "10x"
-
-    RANGES: ClassVar[dict[str, Range]] = {
-        "interaction_low": AT_LEAST_0, "interaction_high": AT_LEAST_0, "sign_beta": POSITIVE,
-        "basal_low": AT_LEAST_0, "basal_high": AT_LEAST_0, "dt": POSITIVE,
-    }
-
-
-@dataclass
-class DataConfig:
-    kind: Literal["linear-gauss", "linear-beta", "linear-mixed", "sergio"] = "linear-gauss"
-    d: int = 2
-    n_samples: int = 40  # samples per condition, observational and interventional alike
-    # Streamed training only: [low, high] draws each step's d (and N) uniformly, one shape per step; the
-    # batch then holds batch_size · (d · n_samples) / (its d · N) examples (the same number of values).
-    # []: always d (n_samples). Validation, shards and evaluation keep d and n_samples.
-    d_range: list[int] = field(default_factory=list)
-    n_samples_range: list[int] = field(default_factory=list)
-    n_models: int = 10_000  # train (incl. val) + test
-    test_frac: float = 0.1  # 1.0: an evaluation-only set (e.g. SERGIO out-of-distribution)
-    val_frac: float = 0.02  # of the training models, carved out for validation
-    models_per_shard: int = 1_000
-    seed: int = 0
-    source: Literal["stream", "shards"] = "stream"  # training data: simulate on the fly, or read `dir`
-    dir: str = ""  # shard root written by jobs/generate.py (source=shards, evaluation)
-    linear: LinearSCMConfig = field(default_factory=LinearSCMConfig)
-    sergio: SergioConfig = field(default_factory=SergioConfig)
-
-    RANGES: ClassVar[dict[str, Range]] = {
-        "d": AT_LEAST_1, "n_samples": Range(2), "n_models": AT_LEAST_1, "test_frac": FRACTION,
-        "val_frac": Range(0, 1, high_open=True), "models_per_shard": AT_LEAST_1, "seed": AT_LEAST_0,
-    }
 
 
 @dataclass
@@ -308,11 +240,8 @@ def validate(cfg: Config) -> Config:
 
     Each problem reads `key=value: must be ...`. Data checks are the simulators' own
     (`check_data_config`), model checks the model's (`check_model_config`), so a config that passes
-    here also passes there.
+    here also passes there. Called once, at the entry point (`load_config`, `config_from_dict`).
     """
-    # Imported here: the simulators import this module for the config classes.
-    from activa_ray.data.simulate import check_data_config
-
     check_data_config(cfg.data)
     train = cfg.train
     problems = check_model_config(cfg.model) + range_problems(train, "train") + range_problems(cfg.eval, "eval")
@@ -320,7 +249,7 @@ def validate(cfg: Config) -> Config:
         problems.append(f"train.batch_size={train.batch_size}: must be a multiple of train.workers={train.workers}")
     problems += model_fit_problems(cfg.model, cfg.data)
     if cfg.data.source == "shards" and not cfg.data.dir:
-        problems.append("data.source=shards: needs data.dir, the root written by jobs/generate.py")
+        problems.append("data.source=shards: needs data.dir, the root written by `activa generate`")
     if train.init_from:
         from activa_ray.pretrained import available, resolve  # imported here: it loads torch
 
@@ -345,15 +274,38 @@ def export_model_fields(directory: Path) -> dict:
         return {}
 
 
+def read_config_file(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict:
+    """The config tree of the YAML file at `path`, over the tree of its `base:` file (a path relative to `path`'s
+    folder), which may name a base in turn. Each file is checked on its own, so an error names its file."""
+    path = Path(path)
+    tree = read_yaml(path)
+    base = tree.pop("base", None)
+    build_dataclass(Config, tree, "", str(path))
+    if base is None:
+        return tree
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"base (from {path}): expected the path of the config this one builds on, got {base!r}")
+    base_path = resolve_base(path, base)
+    if base_path.resolve() in _seen:
+        raise ConfigError(f"base (from {path}): {base} is already in its chain of bases")
+    return deep_merge(read_config_file(base_path, _seen + (path.resolve(),)), tree)
+
+
+def resolve_base(path: Path, base: str) -> Path:
+    """`base:` in the file at `path`: absolute, or relative to that file's folder."""
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"base (from {path}): {base_path} does not exist")
+    return base_path
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults < YAML file at `path` < CLI dotlist `overrides`."""
+    """Defaults < YAML file at `path` (over its `base:` files) < CLI dotlist `overrides`."""
     tree: dict = {}
     sources = []
     if path is not None:
-        tree = read_yaml(path)
+        tree = read_config_file(path)
         sources.append(str(path))
-    # Check the file on its own first so an error names the file, not the overrides.
-    build_dataclass(Config, tree, "", str(path) if path else "defaults")
     if overrides:
         tree = deep_merge(tree, parse_dotlist(overrides))
         sources.append("command line")
@@ -361,7 +313,14 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
 
 
 def config_from_dict(tree: dict, source: str = "dict") -> Config:
+    """A config from a plain tree, checked (an entry point, like `load_config`)."""
     return validate(build_dataclass(Config, tree, "", source))
+
+
+def rebuild_config(tree: dict, source: str = "resolved config") -> Config:
+    """The typed tree of a config already validated elsewhere (`to_dict` of one), without checking it again:
+    Ray workers and trials rebuild the driver's config this way, with no simulator or gene network loaded."""
+    return build_dataclass(Config, tree, "", source)
 
 
 def to_dict(cfg: Any) -> dict:

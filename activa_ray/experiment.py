@@ -12,8 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from activa_ray.cluster import connect_or_start
 from activa_ray.config import Config, load_config
+from activa_ray.data.generate import generate
 from activa_ray.data.kinds import kind_of
+from activa_ray.eval.evaluate import evaluate
+from activa_ray.train.trainer import run_training
 
 
 def evaluation_methods(cfg: Config) -> tuple[str, ...]:
@@ -28,11 +32,6 @@ def run_experiment(
     max_models: int | None = None,
     num_cpus: int | None = None,
 ) -> dict[str, Path]:
-    from activa_ray.data.generate import generate
-    from activa_ray.eval.evaluate import evaluate
-    from activa_ray.cluster import connect_or_start
-    from activa_ray.train.trainer import run_training
-
     out_dir = Path(out_dir)
     connect_or_start(num_cpus)
     # (data config, shard directory, report directory): the experiment's own test split first.

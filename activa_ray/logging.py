@@ -59,3 +59,14 @@ def init_run(cfg: Config, run_dir: str | os.PathLike, job_type: str = "train", g
         config=to_dict(cfg),
         settings=settings,
     )
+
+
+def log_images(cfg: Config, run_dir: str | os.PathLike, paths: list[Path], section: str) -> None:
+    """Attach PNGs to the run of `run_dir` (the same id, resumed) as `section/<file stem>`, when W&B is on."""
+    run = init_run(cfg, run_dir)
+    if run is None:
+        return
+    import wandb
+
+    run.log({f"{section}/{path.stem}": wandb.Image(str(path)) for path in paths})
+    run.finish()

@@ -3,7 +3,8 @@
 Each config dataclass lists its numeric fields in a `RANGES` class attribute; `range_problems`
 walks a config tree and returns one `key=value: must be ...` line per value outside its range, so
 a bad value is refused before any simulation, Ray start or run directory. Torch- and Ray-free:
-both the config tree and the model's config import it.
+every config section (config.py, data/config.py, model/config.py) imports it, and every check raises
+its `ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file, override or value that does not fit the config tree."""
 
 
 @dataclass(frozen=True)

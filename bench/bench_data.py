@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from activa_ray.config import LinearSCMConfig
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.graphs import topological_order
 from activa_ray.data.scm import simulate_linear
 
@@ -132,7 +132,7 @@ def generate_1m_d8() -> dict:
     n_models, models_per_shard = 1_000_000, 5_000
     out = Path(tempfile.mkdtemp(prefix="generate_1m_"))
     command = [
-        sys.executable, str(ROOT / "jobs" / "generate.py"), "--config", str(ROOT / "configs" / "gauss8.yaml"),
+        sys.executable, str(ROOT / "jobs" / "generate.py"), "--config", str(ROOT / "configs" / "paper" / "gauss8.yaml"),
         "--out", str(out), "--no-progress", f"data.n_models={n_models}", f"data.models_per_shard={models_per_shard}",
     ]
     log = out / "job.log"  # a file, not a pipe: a full pipe would stall the job

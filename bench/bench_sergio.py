@@ -1,6 +1,6 @@
 """SERGIO speed: datasets per second of the batched simulator and subgraph samples per second.
 
-Targets (issue 3): <= 5 ms per 8-gene dataset (1 observational + 8 knockouts, 30 cells each),
+Targets: <= 5 ms per 8-gene dataset (1 observational + 8 knockouts, 30 cells each),
 amortized over a large batch on one core; <= 20 ms per 8-gene subgraph of the yeast network.
 """
 
@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from activa_ray.config import SergioConfig
+from activa_ray.data.config import SergioConfig
 from activa_ray.data.grn import load_network, sample_subgraph
 from activa_ray.data.sergio import simulate_sergio
 

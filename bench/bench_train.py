@@ -29,7 +29,7 @@ def _ray_train(workers: int, settings: tuple[str, ...] = (), steps: int = 12, ba
     """A Gauss 8 (table 4 size) run with streamed data; figures from the last, steady-state window."""
     with tempfile.TemporaryDirectory() as tmp:
         command = [
-            sys.executable, str(REPO / "jobs" / "train.py"), "--config", str(REPO / "configs" / "gauss8.yaml"),
+            sys.executable, str(REPO / "jobs" / "train.py"), "--config", str(REPO / "configs" / "paper" / "gauss8.yaml"),
             "--out", tmp, "wandb.mode=disabled", f"train.workers={workers}", f"train.batch_size={batch}",
             f"train.steps={steps}", f"train.log_every={steps // 2}", f"train.val_every={steps}",
             f"train.ckpt_every={steps}", "train.val_models=8", "train.cpus_per_worker=1", *settings,
@@ -42,7 +42,7 @@ def _ray_train(workers: int, settings: tuple[str, ...] = (), steps: int = 12, ba
 
 
 def train_gauss8() -> dict:
-    """jobs/train.py end to end: steady-state examples/s and data wait with 1 and 2 DDP workers, with the
+    """`activa train` end to end: steady-state examples/s and data wait with 1 and 2 DDP workers, with the
     settings before this release (fp32, dropout 0.1, one thread per worker) and with today's defaults."""
     runs = [_ray_train(workers, settings) for workers in (1, 2) for settings in (OLD_SETTINGS, ())]
     old, new = runs[0::2], runs[1::2]
@@ -103,13 +103,13 @@ def _seconds(fn) -> float:
 
 
 def train_step_gauss8(batch: int = 256, rounds: int = 3) -> dict:
-    """One Gauss 8 table-4 training step (configs/gauss8.yaml data, hybrid objective, batch 256), two ways in
+    """One Gauss 8 table-4 training step (configs/paper/gauss8.yaml data, hybrid objective, batch 256), two ways in
     one run: today's fp32 settings (fp32, dropout 0.1, SDPA) against the new defaults (precision auto,
     dropout 0, bf16 CPU attention path), alternated `rounds` times, best of each. MFU: the step's FLOPs
     (torch's flop counter) per second over the bf16 matmul peak measured in the same run."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = load_config(REPO / "configs" / "gauss8.yaml")
+    cfg = load_config(REPO / "configs" / "paper" / "gauss8.yaml")
     device = torch.device("cpu")
     examples = to_torch(streamed_examples(cfg, 0, 0, batch), device)
     setups = {"fp32": (replace(PRESETS["gauss8"], dropout=0.1), "fp32"),

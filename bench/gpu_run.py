@@ -1,4 +1,4 @@
-"""One prepared command for a short loan of one GPU (issue 15): checks, throughput and MFU, a timed training run.
+"""One prepared command for a short loan of one GPU: checks, throughput and MFU, a timed training run.
 
     bash bench/gpu_run.sh [--preset gauss8|beta8|sergio|universal_vae|gauss8_cpu|beta8_cpu] [--minutes 5]
                           [--batch 1024|auto] [--init DIR]
@@ -13,8 +13,8 @@ Stages (each prints as it goes and writes its file at once, so a run cut short s
   2. throughput.jsonl the Gauss 8 table-4 model (PRESETS["gauss8"], dropout 0) at batch 256, 1024, 4096 in bf16
                       and fp32: examples/s, s/step, FLOPs per step (FlopCounterMode), MFU against the bf16 matmul
                       peak measured in the same run, peak GPU memory; an OOM is recorded per setting.
-  3. metrics.jsonl    a training run of configs/<preset>.yaml for a wall-clock budget through
-  export/             `activa_ray.train.loop.run_steps` (the Ray worker's loop, without Ray), on models
+  3. metrics.jsonl    a training run of the preset's config (gpu/common.py PRESET_FILES) for a wall-clock
+  export/             budget through `activa_ray.train.loop.run_steps` (the Ray worker's loop, without Ray), on models
                       simulated by a pool of processes (batch of step s = streamed_examples(cfg, 0, s, batch)),
                       cfg.train.steps set from the measured step time so the cosine schedule ends in time;
                       export/ holds model.safetensors + config.json (activa_ray.model.io.save_model).
@@ -75,7 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--out", default=os.environ.get("OUT"), help="output folder (default: $OUT)")
-    parser.add_argument("--preset", choices=TRAIN_PRESETS, default="gauss8", help="configs/<preset>.yaml to train")
+    parser.add_argument("--preset", choices=TRAIN_PRESETS, default="gauss8", help="the config to train, by its name (gpu/common.py PRESET_FILES)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="training stage's wall-clock budget (default 5; dry run: 8 s)")
     parser.add_argument("--batch", default=None, help="training batch: a number, or 'auto' (the fastest of the "
@@ -186,6 +186,11 @@ def main(argv: list[str]) -> int:
     finally:
         if prefetcher is not None:
             prefetcher.close()
+    return finish(out, summary, checks, t_start)
+
+
+def finish(out: Path, summary: dict, checks: Checks, t_start: float) -> int:
+    """Write summary.json, audit what comes back from OUT, log the files; the exit status (1: a failure)."""
     summary["checks"] = {"failed": checks.failed, "results": checks.results}
     summary["total_s"] = round(time.perf_counter() - t_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

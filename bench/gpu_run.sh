@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for a short loan of one GPU (issue 15): checks, throughput/MFU, a timed training run.
+# One command for a short loan of one GPU: checks, throughput/MFU, a timed training run.
 #   bash bench/gpu_run.sh [--preset gauss8|beta8|sergio|universal_vae|gauss8_cpu|beta8_cpu] [--minutes 5] [--batch 1024|auto] [--init DIR] [--out DIR]
 #   bash bench/gpu_run.sh --dry-run --out /tmp/gpu_dry    # every stage at toy size on CPU, seconds
 # Output goes to --out, else $OUT; stdout and stderr are also copied to OUT/gpu_run.log.

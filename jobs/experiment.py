@@ -1,41 +1,7 @@
-"""Reproduce one experiment of the paper: generate, train, evaluate (all resumable).
-
-python jobs/experiment.py --config configs/gauss2.yaml --out results/gauss2
-python jobs/experiment.py --config configs/sergio.yaml --out results/sergio --also-eval configs/sergio_ood.yaml
-"""
-
-from __future__ import annotations
-
-import argparse
+"""`python jobs/experiment.py ARGS` runs `activa experiment ARGS` (activa_ray/cli/experiment.py), also under `ray job submit`."""
 import sys
 
-from activa_ray.config import ConfigError, load_config
-from activa_ray.data.format import ShardError
-from activa_ray.eval.evaluate import EvaluationError
-from activa_ray.experiment import run_experiment
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--out", required=True)
-    # One file per flag (repeat it for more), so overrides after it stay overrides.
-    parser.add_argument("--also-eval", action="append", default=[], metavar="CONFIG",
-                        help="a further data config to evaluate on (repeatable)")
-    parser.add_argument("--max-models", type=int, help="evaluate on the first M test models only")
-    parser.add_argument("--num-cpus", type=int)
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        outputs = run_experiment(cfg, args.out, args.also_eval, args.max_models, args.num_cpus)
-    except (ConfigError, ShardError, EvaluationError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for name, path in outputs.items():
-        print(f"{name}: {path}")
-    return 0
-
+from activa_ray.cli.experiment import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,5 @@
-"""Shared fixtures: one local Ray instance for the whole test session, the jobs/*.py scripts as
-modules, one torch thread for tiny models."""
+"""Shared fixtures: one local Ray instance for the whole test session, the jobs/*.py scripts (each runs
+the `main` of its command in activa_ray/cli) as modules, one torch thread for tiny models."""
 
 import importlib.util
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 import re
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activa_ray.config import Config, ConfigError, load_config, save_config
+from activa_ray.config import Config, ConfigError, load_config, rebuild_config, save_config, to_dict
+from activa_ray.data.grn import load_network
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,9 +147,10 @@ def test_saved_config_reloads_identically(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_shipped_config_loads(path):
-    if path.name.startswith("tune"):
+    if path.parent.name == "tune":
         from activa_ray.train.tune import load_sweep
 
         load_sweep(path)
@@ -163,3 +166,82 @@ def test_cluster_yaml_is_valid_for_the_ray_cluster_launcher():
     head = cluster["head_start_ray_commands"]
     assert any("--dashboard-host=127.0.0.1" in command for command in head), "dashboard must not be public"
     assert cluster["available_node_types"]["gpu_worker"]["resources"]["GPU"] >= 1
+
+
+def _imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The activa_ray modules `path` imports anywhere (functions too), except under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for node in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+        else:  # `from package import submodule` imports the submodule, `from module import name` the module
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                      for a in node.names} & modules
+    return found
+
+
+def test_the_package_has_no_import_cycle():
+    """Not even through an import inside a function: each part imports only the parts below it."""
+    paths = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (REPO / "activa_ray").rglob("*.py")}
+    graph = {module: _imports_of(path, set(paths)) - {module} for module, path in paths.items()}
+    done: set[str] = set()
+
+    def visit(module: str, stack: list[str]) -> None:
+        if module in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(module):] + [module]))
+        if module not in done:
+            for imported in sorted(graph[module]):
+                visit(imported, stack + [module])
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_workers_rebuild_the_config_without_checking_it_or_loading_gene_networks():
+    tree = to_dict(load_config(REPO / "configs" / "paper" / "sergio.yaml"))
+    load_network.cache_clear()
+    cfg = rebuild_config(tree)
+    assert cfg == load_config(REPO / "configs" / "paper" / "sergio.yaml")  # the driver's check parses every network it names
+    assert load_network.cache_info().currsize == len(cfg.data.sergio.networks)
+    load_network.cache_clear()
+    rebuild_config(tree)
+    assert load_network.cache_info().currsize == 0  # a worker that never simulates SERGIO never parses a network
+    tree["train"]["batch_size"] = -3  # the driver's checks, not the worker's, refuse this
+    assert rebuild_config(tree).train.batch_size == -3
+
+
+def test_a_config_states_only_what_differs_from_its_base(tmp_path):
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "root.yaml").write_text("name: root\ndata: {d: 8, n_models: 100}\ntrain: {lr: 0.01}\n")
+    (tmp_path / "child.yaml").write_text("base: paper/root.yaml\nname: child\ndata: {n_models: 200}\n")
+    (tmp_path / "grandchild.yaml").write_text("base: child.yaml\ntrain: {steps: 7}\n")
+    cfg = load_config(tmp_path / "grandchild.yaml", ["data.d=5"])
+    assert (cfg.name, cfg.data.d, cfg.data.n_models, cfg.train.lr, cfg.train.steps) == ("child", 5, 200, 0.01, 7)
+    save_config(cfg, tmp_path / "resolved.yaml")  # the resolved tree: no base, every value
+    assert "base" not in yaml.safe_load((tmp_path / "resolved.yaml").read_text())
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+    (tmp_path / "paper" / "root.yaml").write_text("model: {heds: 2}\n")
+    with pytest.raises(ConfigError, match=r"model\.heds \(from .*paper/root\.yaml\)"):  # the file that says it
+        load_config(tmp_path / "grandchild.yaml")
+    (tmp_path / "paper" / "root.yaml").write_text("base: ../grandchild.yaml\n")
+    with pytest.raises(ConfigError, match=r"already in its chain of bases"):
+        load_config(tmp_path / "grandchild.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"base \(from .*orphan\.yaml\): .*nowhere\.yaml does not exist"):
+        load_config(tmp_path / "orphan.yaml")
+
+
+def test_the_paper_presets_and_recipes_inherit_what_they_share():
+    paper, recipes = REPO / "configs" / "paper", REPO / "configs" / "recipes"
+    gauss8, beta8 = load_config(paper / "gauss8.yaml"), load_config(paper / "beta8.yaml")
+    assert dataclasses.replace(beta8, name="gauss8", data=dataclasses.replace(beta8.data, kind="linear-gauss")) == gauss8
+    recipe = load_config(recipes / "gauss8.yaml")
+    assert recipe.data == gauss8.data and recipe.model.hidden_dim == 128 and recipe.train.batch_size == 16
+    assert load_config(paper / "sergio_ood.yaml").model == load_config(paper / "sergio.yaml").model

@@ -27,6 +27,7 @@ def test_examples_are_counted_with_each_segments_batch_size(tmp_path: Path) -> N
     gpu = write_metrics(tmp_path / "gpu.jsonl", [250, 300], {300})
     curve = read_curve([(cpu, 128), (gpu, 2048)])
     assert curve["examples"] == [100 * 128, 200 * 128, 200 * 128 + 100 * 2048]
+    assert curve["steps"] == [100, 200, 300]
     assert curve["activa_mmd"] == [1 / 100, 1 / 200, 1 / 300]
     results = tmp_path / "results.json"
     results.write_text(json.dumps({m: {"mmd": {"mean": 0.4}, "wsd": {"mean": 3.0}} for m in ("baseline", "floor")}))
@@ -39,6 +40,10 @@ def test_a_warm_started_run_that_counts_its_steps_from_zero_continues_the_curve(
     warm = write_metrics(tmp_path / "warm.jsonl", [100, 200, 300], {100, 300})
     curve = read_curve([Segment(first, 16), Segment(warm, 32, warm_start=True)])
     assert curve["examples"] == [200 * 16, 200 * 16 + 100 * 32, 200 * 16 + 300 * 32]
+    assert curve["steps"] == [200, 300, 500]  # the warm-started run's steps follow the first run's
+    figure = learning_curve([Segment(first, 16), Segment(warm, 32, warm_start=True)], None, "steps",
+                            tmp_path / "steps.png", per_step=True)
+    assert figure.stat().st_size > 10_000
     # Resumed from a checkpoint before the last report: the steps are redone, not counted twice.
     resumed = write_metrics(tmp_path / "resumed.jsonl", [150, 200, 250], {200, 250})
     assert read_curve([(first, 16), (resumed, 16)])["examples"] == [200 * 16, 200 * 16, 250 * 16]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.sparse.csgraph import connected_components
 
-from activa_ray.config import ConfigError
+from activa_ray.ranges import ConfigError
 from activa_ray.data.graphs import is_acyclic
 from activa_ray.data.grn import (
     NETWORK_DIR,

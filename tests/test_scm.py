@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from activa_ray.config import ConfigError, DataConfig, LinearSCMConfig
+from activa_ray.data.config import DataConfig, LinearSCMConfig
+from activa_ray.ranges import ConfigError
 from activa_ray.data.graphs import is_acyclic
 from activa_ray.data.scm import simulate_linear
 from activa_ray.data.kinds import intervention_table

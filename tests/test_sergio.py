@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from activa_ray.config import ConfigError, SergioConfig, load_config
+from activa_ray.config import ConfigError, load_config
+from activa_ray.data.config import SergioConfig
 from activa_ray.data.grn import NETWORK_DIR, NETWORK_FILES
 from activa_ray.data.sergio import GRNParams, gene_levels, sample_params, simulate_expression, simulate_sergio
 
@@ -219,7 +220,7 @@ def test_bad_config_names_the_field():
 
 
 @pytest.mark.parametrize(
-    ("path", "d", "n_models"), [("configs/sergio.yaml", 8, 15000), ("configs/sergio_ood.yaml", 11, 1800)]
+    ("path", "d", "n_models"), [("configs/paper/sergio.yaml", 8, 15000), ("configs/paper/sergio_ood.yaml", 11, 1800)]
 )
 def test_presets_load(path, d, n_models):
     cfg = load_config(Path(__file__).resolve().parents[1] / path)

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from activa_ray.config import LinearSCMConfig
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.examples import explode, iter_examples, iter_examples_in_passes
 from activa_ray.data.scm import simulate_linear
 from activa_ray.data.format import ShardError, batch_to_table, read_shard, table_to_batch, write_shard

@@ -12,12 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from activa_ray.config import ConfigError, LinearSCMConfig
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.scm import simulate_linear
 from activa_ray.model.io import ModelFileError, load_model, save_model
 from activa_ray.model.structure import (StructureActiva, StructureConfig, adjusted_gaussians, descendants,
                                         pair_features, standardize)
 from activa_ray.predict.predictor import Predictor
+from activa_ray.ranges import ConfigError
 from activa_ray.train.structure import load_structure_run, train_structure
 
 SMALL = StructureConfig(embed_dim=16, hidden_dim=32, layers=2, heads=2, hypotheses=3)

@@ -75,6 +75,8 @@ def test_keeps_the_last_checkpoints_and_exports_a_model_that_loads_without_ray(d
     b = from_checkpoint.predict(obs, targets, index, prior_samples=4, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
     assert all(p.is_file() and p.stat().st_size > 0 for p in result["figures"])
+    # Three held-out models' predictions (d = 3: marginals), then the validation curve against the step.
+    assert [p.name for p in result["figures"]] == [*(f"marginals_model{i}.png" for i in range(3)), "learning_curve.png"]
 
 
 def test_wandb_offline_files_hold_the_logged_metrics(ddp_run):
@@ -86,7 +88,8 @@ def test_wandb_offline_files_hold_the_logged_metrics(ddp_run):
                 "val/activa_mmd", "train/nonfinite_grads", "train/kl_dim0", "train/prior_weight_entropy"}
     keys = set(wait_for_keys(run_files, expected))
     assert expected <= keys
-    assert any(key.startswith("figures/") for key in keys)
+    for figure in ("figures/marginals_model0", "figures/learning_curve"):  # an image's keys: figures/NAME/...
+        assert any(key.startswith(figure) for key in keys), figure
 
 
 def _train_worker_pids() -> list[int]:

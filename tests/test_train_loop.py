@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -121,3 +122,25 @@ def test_progress_line_reads_like_a_sentence():
     assert progress_line(record, 2000) == (
         "step 500/2000  612 ex/s  ETA 12m30s  loss 81.23  | val MMD ACTIVA 0.271 vs baseline 0.607")
     assert "val MMD" not in progress_line({**record, "step": 550}, 2000)
+
+
+def test_training_without_ray_resumes_where_it_stopped_and_exports(tmp_path):
+    """train/local.py: the RUN_DIR of a Ray run (config.yaml, metrics.jsonl, checkpoints/step_*, export/)."""
+    from activa_ray.model.io import load_model
+    from activa_ray.train.local import train_local
+
+    tiny = ["wandb.mode=disabled", "train.steps=8", "train.log_every=2", "train.val_every=4", "train.ckpt_every=2",
+            "train.keep_ckpts=2", "train.val_models=4", "train.precision=fp32"]
+    straight = train_local(load_config(SMOKE, tiny), tmp_path / "straight", progress=None)
+    train_local(load_config(SMOKE, [*tiny, "train.stop_at_step=4"]), tmp_path / "stopped", progress=None)
+    resumed = train_local(load_config(SMOKE, tiny), tmp_path / "stopped", progress=None)
+    losses = [[json.loads(line)["train/loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+              for run in (straight["run_dir"], resumed["run_dir"])]
+    assert losses[0] == losses[1] and len(losses[0]) == 4  # steps 2, 4 | 6, 8: the same numbers either way
+    assert sorted(p.name for p in (tmp_path / "stopped" / "checkpoints").glob("step_*")) == [
+        "step_00000006", "step_00000008"]
+    model, meta = load_model(resumed["export"])
+    assert resumed["step"] == meta["step"] == 8 and meta["examples_seen_total"] == 8 * 16
+    reference, _ = load_model(straight["export"])
+    for a, b in zip(model.state_dict().values(), reference.state_dict().values()):
+        assert torch.equal(a, b)

@@ -9,6 +9,7 @@ generate.py writes the shards; training and evaluation read them through this mo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from activa_ray.config import DataConfig, to_dict
+from activa_ray.data.config import DataConfig
 from activa_ray.data.kinds import KINDS
 from activa_ray.io_utils import atomic_path
 
@@ -193,7 +194,7 @@ def read_shard(path: str | os.PathLike) -> dict:
 
 def data_content(data_cfg: DataConfig) -> dict:
     """The data settings that determine what is simulated (not where training reads from)."""
-    content = to_dict(data_cfg)
+    content = dataclasses.asdict(data_cfg)
     for key in _NOT_CONTENT:
         content.pop(key)
     return content
@@ -211,7 +212,7 @@ def shard_path(root: str | os.PathLike, split: str, shard_index: int) -> Path:
 def read_manifest(root: str | os.PathLike) -> dict:
     path = Path(root) / "manifest.json"
     if not path.is_file():
-        raise ShardError(f"{path}: no manifest; is {root} a directory written by jobs/generate.py?")
+        raise ShardError(f"{path}: no manifest; is {root} a directory written by `activa generate`?")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -227,7 +228,7 @@ def shard_paths(root: str | os.PathLike, split: str) -> list[Path]:
     an incomplete run."""
     manifest = read_manifest(root)
     if not manifest.get("complete"):
-        raise ShardError(f"{Path(root) / 'manifest.json'}: generation did not finish; rerun jobs/generate.py")
+        raise ShardError(f"{Path(root) / 'manifest.json'}: generation did not finish; rerun `activa generate`")
     if split not in manifest["splits"]:
         raise ShardError(f"{Path(root) / 'manifest.json'}: no split {split!r} (has {list(manifest['splits'])})")
     paths = [shard_path(root, split, i) for i in range(manifest["splits"][split]["shards"])]

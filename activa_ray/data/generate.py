@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import activa_ray
-from activa_ray.config import Config, DataConfig, to_dict
+from activa_ray.config import Config, to_dict
+from activa_ray.data.config import DataConfig
 from activa_ray.data.format import (
     METADATA_KEY,
     SCHEMA_VERSION,

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from activa_ray.config import ConfigError
+from activa_ray.ranges import ConfigError
 
 NETWORK_DIR = Path(__file__).resolve().parent / "networks"
 NETWORK_FILES = {

@@ -6,8 +6,8 @@ whether an intervention pins the target (point mass), and which baselines apply 
     linear-mixed  linear SCM, Gaussian or Beta noise per model (one model for both: the universal preset)
     sergio        SERGIO gene regulatory networks (data/sergio.py); knockouts do(X = 0), a point mass
 
-This module imports nothing of activa_ray at load time: config.py imports it (to check that a
-model's intervention settings fit its data), and the simulators import config.py.
+The registry sits above the simulators (scm.py, sergio.py) and below the checks that ask it
+(simulate.py, and config.py, which checks that a model's intervention settings fit its data).
 """
 
 from __future__ import annotations
@@ -15,21 +15,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from activa_ray.config import DataConfig
-    from activa_ray.model.config import ModelConfig
+from activa_ray.data.config import DataConfig
+from activa_ray.data.scm import simulate_linear
+from activa_ray.data.sergio import simulate_sergio
+from activa_ray.model.config import ModelConfig
 
 ALL_BASELINES = ("baseline", "no_effect", "oracle_graph", "lingam", "ges_mec")
 
 
 def _linear_simulator(noise: str) -> Callable[..., dict]:
     def simulate(data_cfg: DataConfig, rng: np.random.Generator, n_models: int, with_ref: bool) -> dict:
-        from activa_ray.data.scm import simulate_linear  # imported here: scm imports config, which imports us
-
         if noise != "mixed":
             linear = dataclasses.replace(data_cfg.linear, noise=noise)
             return simulate_linear(rng, n_models, data_cfg.d, data_cfg.n_samples, linear, with_ref)
@@ -46,9 +43,6 @@ def _linear_simulator(noise: str) -> Callable[..., dict]:
 
 
 def _sergio_simulator(data_cfg: DataConfig, rng: np.random.Generator, n_models: int, with_ref: bool) -> dict:
-    # Imported here: the SERGIO simulator is heavier and optional for linear work.
-    from activa_ray.data.sergio import simulate_sergio
-
     return simulate_sergio(rng, n_models, data_cfg.d, data_cfg.n_samples, data_cfg.sergio, with_ref)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from activa_ray.config import LinearSCMConfig
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.graphs import er_acyclify, er_ordered
 
 

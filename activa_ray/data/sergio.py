@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from activa_ray.config import ConfigError, SergioConfig
+from activa_ray.data.config import SergioConfig
 from activa_ray.data.grn import load_network, sample_subgraph
-from activa_ray.ranges import low_high_problems, range_problems
+from activa_ray.ranges import ConfigError, low_high_problems, range_problems
 
 STEPS_PER_CELL = 15  # steps per gene: 15 · n_cells + 10 · level
 STEPS_PER_LEVEL = 10
@@ -179,25 +179,7 @@ def simulate_expression(
         start = (constant + weights @ hill_at_mean[parents]) / decay  # steady state at the parents' means
         start[knocked] = 0.0
 
-        # Euler–Maruyama, all active simulations at once: (T, n_act) trajectories.
-        # x <- max(0, (1 − dt λ) x + dt P + √dt q √(λx + P) ξ): the dpd noise in one normal.
-        noise = rng.standard_normal((n_steps - 1, n_act))
-        noise *= np.sqrt(dt) * params.noise_scale[act_b]
-        drift_in = dt * production
-        keep = 1.0 - dt * decay
-        trajectory = np.empty((n_steps, n_act))
-        trajectory[0] = start
-        spread = np.empty(n_act)
-        for step in range(n_steps - 1):
-            x, x_next = trajectory[step], trajectory[step + 1]
-            np.multiply(decay, x, out=spread)
-            spread += production[step]
-            np.sqrt(spread, out=spread)
-            spread *= noise[step]
-            np.multiply(keep, x, out=x_next)
-            x_next += drift_in[step]
-            x_next += spread
-            np.maximum(x_next, 0.0, out=x_next)
+        trajectory = euler_maruyama(rng, start, production, decay, params.noise_scale[act_b], dt)
 
         # Cells: the condition's shared time indices within this gene's last `window` states.
         cell_steps = STEPS_PER_LEVEL * current + offsets[act_b, act_c]  # (n_act, N)
@@ -210,14 +192,44 @@ def simulate_expression(
             continue
         reg_rows = row(act_b[regulator], act_c[regulator], act_i[regulator])
         read = n_steps - STEPS_PER_LEVEL  # the steps its children (one level down or more) read
-        x = trajectory[:read, regulator]  # (T', n_reg)
-        power = params.hill[act_b[regulator]]
-        x_n = x**power
-        total = x_n + half_response[regulator] ** power
-        curve = np.divide(x_n, total, out=np.zeros_like(x_n), where=total > 0)  # x = h = 0: H = 0
-        hill_curve[reg_rows, :read] = curve.T
+        hill_curve[reg_rows, :read] = hill_response(trajectory[:read, regulator], half_response[regulator],
+                                                    params.hill[act_b[regulator]]).T
         hill_at_mean[reg_rows] = np.where(half_response[regulator] > 0, 0.5, 0.0)
     return expression
+
+
+def euler_maruyama(rng: np.random.Generator, start: np.ndarray, production: np.ndarray, decay: np.ndarray,
+                   noise_scale: np.ndarray, dt: float) -> np.ndarray:
+    """(T, n) trajectories of n simulations at once from `start` (n,), production rates (T, n), λ and q (n,).
+
+    x <- max(0, (1 − dt λ) x + dt P + √dt q √(λx + P) ξ): the dpd noise in one normal.
+    """
+    n_steps, n_act = production.shape
+    noise = rng.standard_normal((n_steps - 1, n_act))
+    noise *= np.sqrt(dt) * noise_scale
+    drift_in = dt * production
+    keep = 1.0 - dt * decay
+    trajectory = np.empty((n_steps, n_act))
+    trajectory[0] = start
+    spread = np.empty(n_act)
+    for step in range(n_steps - 1):
+        x, x_next = trajectory[step], trajectory[step + 1]
+        np.multiply(decay, x, out=spread)
+        spread += production[step]
+        np.sqrt(spread, out=spread)
+        spread *= noise[step]
+        np.multiply(keep, x, out=x_next)
+        x_next += drift_in[step]
+        x_next += spread
+        np.maximum(x_next, 0.0, out=x_next)
+    return trajectory
+
+
+def hill_response(x: np.ndarray, half_response: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """H(x) = x^n / (x^n + h^n) of regulators' trajectories x (T, n_reg); 0 where x = h = 0 (no 0/0)."""
+    x_n = x**power
+    total = x_n + half_response**power
+    return np.divide(x_n, total, out=np.zeros_like(x_n), where=total > 0)
 
 
 def add_technical_noise(

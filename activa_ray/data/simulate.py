@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from activa_ray.config import ConfigError, DataConfig
+from activa_ray.data.config import DataConfig
 from activa_ray.data.kinds import kind_of
-from activa_ray.ranges import low_high_problems, range_problems
+from activa_ray.data.sergio import check_config as check_sergio_config
+from activa_ray.ranges import ConfigError, low_high_problems, range_problems
 
 SPLITS = ("train", "val", "test")
 _SPAWN_PREFIX = {"train": 0, "val": 1, "test": 2}
@@ -30,13 +31,10 @@ def check_data_config(data_cfg: DataConfig) -> None:
     fewest, most = data_cfg.d_range if data_cfg.d_range and not problems else (data_cfg.d, data_cfg.d)
     if not kind_of(data_cfg.kind).linear:
         if not problems:
-            # Imported here: the SERGIO simulator is heavier and optional for linear work.
-            from activa_ray.data.sergio import check_config
-
-            check_config(data_cfg.sergio, data_cfg.d)
+            check_sergio_config(data_cfg.sergio, data_cfg.d)
             if most != data_cfg.d:
                 try:
-                    check_config(data_cfg.sergio, most)
+                    check_sergio_config(data_cfg.sergio, most)
                 except ConfigError as err:
                     raise ConfigError(f"data.d_range={data_cfg.d_range}: its largest d fails: {err}") from None
     else:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from activa_ray.config import LinearSCMConfig
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.scm import simulate_linear
 from activa_ray.eval.baselines import BASELINES
 from activa_ray.eval.metrics import energy, mmd, wasserstein

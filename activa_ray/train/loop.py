@@ -4,7 +4,8 @@ Randomness is a function of (seed, rank, step): every step reseeds torch and dra
 models from `stream_rng(seed, rank, step)`, so a run resumed from a checkpoint continues exactly as an
 uninterrupted one would (on CPU, fp32 or bf16 alike: the weights and optimizer state are fp32 and every
 CPU kernel is deterministic; on a GPU, atomics make the last bits vary). The Ray worker
-(`train/worker.py`) and the bare-GPU command (`bench/gpu_run.py`) both run `run_steps`.
+(`train/worker.py`), the Ray-free driver (`train/local.py`) and the bare-GPU command (`bench/gpu_run.py`)
+all run `run_steps` on a replica built by `train.local.build_replica`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from activa_ray.config import Config
 from activa_ray.data.examples import explode
+from activa_ray.data.format import read_shard, shard_paths
 from activa_ray.data.simulate import shard_seed, simulate
 from activa_ray.eval.validation import validation_metrics
 from activa_ray.model.activa import Activa
@@ -64,8 +66,6 @@ class MetricsWindow:
 def validation_set(cfg: Config) -> dict:
     """A small fixed held-out set: the first val models, from shards or simulated with the val seed."""
     if cfg.data.source == "shards":
-        from activa_ray.data.format import read_shard, shard_paths
-
         batch = read_shard(shard_paths(cfg.data.dir, "val")[0])
         return {k: (v[: cfg.train.val_models] if isinstance(v, np.ndarray) else v) for k, v in batch.items()}
     rng = np.random.default_rng(shard_seed(cfg.data, "val", 0))

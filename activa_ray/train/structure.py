@@ -20,11 +20,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from activa_ray.config import ConfigError, LinearSCMConfig, build_dataclass, deep_merge, parse_dotlist, read_yaml
+from activa_ray.config import build_dataclass, deep_merge, parse_dotlist, read_yaml
+from activa_ray.data.config import LinearSCMConfig
 from activa_ray.data.scm import simulate_observational
 from activa_ray.model.io import save_model
 from activa_ray.model.structure import StructureActiva, StructureConfig, check_structure_config
-from activa_ray.ranges import range_problems
+from activa_ray.ranges import ConfigError, range_problems
 from activa_ray.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 

@@ -1,10 +1,11 @@
-"""The driver side of training: build the TorchTrainer from the config, fit, export, draw a figure.
+"""The driver side of training: build the TorchTrainer from the config, fit, export, then the figures
+(drawn by eval/run_figures.py, logged to W&B by activa_ray.logging).
 
 RUN_DIR layout:
   config.yaml             the resolved config
   checkpoints/step_*/     Ray Train checkpoints (the last `train.keep_ckpts`), plus Ray's run state
   export/                 model.safetensors + config.json, loadable without Ray
-  figures/                PNGs of predictions on held-out models
+  figures/                PNGs of predictions on held-out models and the learning curve
   wandb/                  W&B files (offline runs without an API key)
 Rerunning with the same RUN_DIR resumes from the latest checkpoint.
 """
@@ -15,21 +16,29 @@ import contextlib
 import json
 import os
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import torch
+import ray
+import ray.data
+import ray.train
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from activa_ray.cluster import connect_or_start
 from activa_ray.config import Config, ConfigError, save_config, to_dict, validate
+from activa_ray.data.format import read_manifest
+from activa_ray.eval.run_figures import run_figures
+from activa_ray.logging import log_images
+from activa_ray.model.activa import Activa
+from activa_ray.train import local
 from activa_ray.train.checkpoint import (
-    export_meta,
     latest_checkpoint,
     load_checkpoint,
     model_config_differences,
     read_checkpoint_state,
 )
 from activa_ray.train.progress import ProgressPrinter
+from activa_ray.train.worker import train_loop_per_worker
 
 # Ray Train blocks every report until the controller's next poll (2 s by default); training reports
 # every `log_every` steps, so a short poll keeps reports cheap. Propagated to controller and workers.
@@ -37,19 +46,15 @@ os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 
 def default_run_dir(cfg: Config) -> Path:
-    from datetime import datetime
-
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{cfg.name}-{stamp}"
 
 
 def check_shard_dir(cfg: Config) -> dict:
     """Refuse a shard directory that is missing or holds data of another kind/d/N; return its manifest."""
-    from activa_ray.data.format import read_manifest
-
     root = Path(cfg.data.dir)
     if not (root / "manifest.json").is_file():
-        raise ConfigError(f"data.dir={root}: no manifest.json; write shards with jobs/generate.py first")
+        raise ConfigError(f"data.dir={root}: no manifest.json; write shards with `activa generate` first")
     manifest = read_manifest(root)
     saved = manifest["config"]
     saved_data = saved.get("data", saved)
@@ -61,13 +66,7 @@ def check_shard_dir(cfg: Config) -> dict:
     return manifest
 
 
-def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
-    import ray
-    import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from activa_ray.train.worker import train_loop_per_worker
-
+def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None) -> TorchTrainer:
     use_gpu = cfg.train.use_gpu
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
@@ -105,64 +104,12 @@ def build_trainer(cfg: Config, run_dir: Path, callbacks: list | None = None):
 
 def export_model(cfg: Config, run_dir: Path) -> Path:
     """Turn the latest checkpoint into RUN_DIR/export (weights + config), loadable without Ray."""
-    from activa_ray.model.activa import Activa
-    from activa_ray.model.io import save_model
-
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is None:
         raise RuntimeError(f"training wrote no checkpoint under {run_dir / 'checkpoints'}")
     model = Activa(cfg.model)
     state = load_checkpoint(checkpoint, model, None, asdict(cfg.model))
-    save_model(model, run_dir / "export", export_meta(cfg, state["step"], state["extra"]))
-    return run_dir / "export"
-
-
-def draw_figures(cfg: Config, export_dir: Path, out_dir: Path, n_models: int = 3) -> list[Path]:
-    """Predictions of the exported model on a few held-out (test-seed) models, as PNGs."""
-    from activa_ray.data.simulate import shard_seed, simulate
-    from activa_ray.eval.baselines import conditional_mvn
-    from activa_ray.eval.pairs import flatten_pairs, predict_samples
-    from activa_ray.eval.figures import figure2, marginals
-    from activa_ray.model.io import load_model
-
-    model, _ = load_model(export_dir)
-    model.eval()
-    rng = np.random.default_rng(shard_seed(cfg.data, "test", 0))
-    batch = simulate(cfg.data, rng, n_models)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(cfg.eval.seed)
-    m, c, n, d = batch["int"].shape
-    pairs = flatten_pairs(batch)  # one row per (model, condition): P = M * C
-    activa = predict_samples(model, pairs["obs"], pairs["targets"], pairs["values"], n, cfg.eval.prior_samples,
-                             generator, len(pairs["obs"]), torch.device("cpu")).reshape(m, c, n, d)
-    baseline = conditional_mvn(
-        pairs["obs"], pairs["targets"], pairs["values"], n, rng,
-        point_mass=cfg.model.point_mass_interventions, jitter_var=cfg.data.linear.jitter_var,
-    ).samples.reshape(m, c, n, d)
-    paths = []
-    for i in range(m):
-        names = [str(v) for v in batch["var_names"][i]]
-        if d == 2:
-            path = figure2(batch["obs"][i], batch["int"][i], baseline[i], activa[i], out_dir / f"figure2_model{i}.png",
-                           var_names=names)
-        else:
-            path = marginals(batch["int"][i], {"baseline": baseline[i], "ACTIVA": activa[i]},
-                             out_dir / f"marginals_model{i}.png", var_names=names)
-        paths.append(path)
-    return paths
-
-
-def log_figures(cfg: Config, run_dir: Path, figures: list[Path]) -> None:
-    """Attach the figures to the run's W&B run (the same id, resumed), when W&B is on."""
-    from activa_ray.logging import init_run
-
-    run = init_run(cfg, run_dir)
-    if run is None:
-        return
-    import wandb
-
-    run.log({f"figures/{path.stem}": wandb.Image(str(path)) for path in figures})
-    run.finish()
+    return local.export_model(model, cfg, run_dir, state["step"], state["extra"])
 
 
 def run_training(
@@ -177,12 +124,16 @@ def run_training(
     `progress` prints one line per report (train/progress.py); `ray_logs` lets Ray's own worker log
     lines through to the console when this call starts or connects Ray.
     """
-    # Every check a user's config can fail comes before the run directory is made or its config replaced.
+    # Every check a user's config can fail comes before the run directory is made or its config replaced. This is
+    # the Python API's entry point (a config built or edited by hand); the workers rebuild it unchecked.
     validate(cfg)
     if cfg.data.source == "shards":
         check_shard_dir(cfg)
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if progress:  # Ray's start and the workers' first steps take ~30 s on a small machine: say what is happening
+        print(f"{run_dir}: starting Ray and {cfg.train.workers} training worker(s); a line every "
+              f"{cfg.train.log_every} steps", flush=True)
     connect_or_start(num_cpus, log_to_driver=ray_logs)
     trainer = build_trainer(cfg, run_dir)  # refuses a RUN_DIR holding checkpoints of another model config
     save_config(cfg, run_dir / "config.yaml")
@@ -191,8 +142,8 @@ def run_training(
     if result.error:
         raise result.error
     export_dir = export_model(cfg, run_dir)
-    figures = draw_figures(cfg, export_dir, run_dir / "figures")
-    log_figures(cfg, run_dir, figures)
+    figures = run_figures(cfg, export_dir, run_dir)
+    log_images(cfg, run_dir, figures, "figures")
     return {"run_dir": run_dir, "export": export_dir, "figures": figures, "metrics": result.metrics,
             "last_record": last_record(run_dir / "metrics.jsonl")}
 

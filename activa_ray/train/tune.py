@@ -1,9 +1,9 @@
 """Hyperparameter sweeps: every trial is a full Ray Train run launched from a Tune function trainable.
 
-A sweep file (configs/tune.yaml) names a base training config, overrides for it, the search space
-over dotted config keys, and the sweep settings:
+A sweep file (configs/tune/gauss2.yaml) names a base training config (relative to the sweep file's
+folder), overrides for it, the search space over dotted config keys, and the sweep settings:
 
-    base: configs/gauss2.yaml
+    base: ../paper/gauss2.yaml
     overrides: [train.steps=2000]
     space:
       model.beta: {loguniform: [0.01, 1.0]}
@@ -12,7 +12,7 @@ over dotted config keys, and the sweep settings:
     tune: {metric: val/activa_mmd, mode: min, num_samples: 8, search: random, ...}
 
 Outputs under DIR: tuner/ (Tune's state, for restore), trials.csv (one row per trial),
-best_config.yaml (accepted unchanged by jobs/train.py --config) and best.json.
+best_config.yaml (accepted unchanged by `activa train --config`) and best.json.
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import pandas as pd
+import ray
 import yaml
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
 
+from activa_ray.cluster import connect_or_start
 from activa_ray.config import (
     Config,
     ConfigError,
@@ -32,12 +38,15 @@ from activa_ray.config import (
     deep_merge,
     parse_dotlist,
     read_yaml,
+    resolve_base,
     config_from_dict,
     load_config,
+    rebuild_config,
     save_config,
     to_dict,
 )
 from activa_ray.io_utils import atomic_write_text
+from activa_ray.train.trainer import build_trainer
 from activa_ray.ranges import AT_LEAST_0, AT_LEAST_1, Range, range_problems
 
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice", "grid")
@@ -131,9 +140,7 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> t
     problems = range_problems(sweep.tune, "tune")
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
-    base_path = Path(sweep.base) if sweep.base else None
-    if base_path is not None and not base_path.is_absolute() and not base_path.exists():
-        base_path = Path(path).parent.parent / sweep.base  # relative to the repository root
+    base_path = resolve_base(Path(path), sweep.base) if sweep.base else None  # relative to the sweep's folder
     base = to_dict(load_config(base_path, list(sweep.overrides) + train_overrides))
     _check_space(sweep.space, base, str(path))
     swept_weights = [key for key in LOSS_WEIGHTS if key in sweep.space]
@@ -146,8 +153,6 @@ def load_sweep(path: str | os.PathLike, overrides: list[str] | None = None) -> t
 
 
 def _search_space(space: dict) -> dict:
-    from ray import tune
-
     samplers = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
                 "randint": lambda a: tune.randint(a[0], a[1] + 1), "choice": tune.choice,
                 "grid": tune.grid_search}
@@ -156,11 +161,6 @@ def _search_space(space: dict) -> dict:
 
 def run_trial(params: dict, base: dict, report_every_examples: int) -> None:
     """The Tune function trainable: one full Ray Train run with the trial's parameters."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from activa_ray.train.trainer import build_trainer
-
     cfg = trial_config(base, params, report_every_examples)
     run_dir = Path(tune.get_context().get_trial_dir())
     save_config(cfg, run_dir / "config.yaml")
@@ -169,8 +169,6 @@ def run_trial(params: dict, base: dict, report_every_examples: int) -> None:
 
 def concurrent_trials(cfg: Config, settings: SweepSettings) -> int:
     """As many trials at once as the cluster holds, given the workers each trial asks for."""
-    import ray
-
     if settings.max_concurrent_trials:
         return settings.max_concurrent_trials
     resources = ray.cluster_resources()
@@ -180,6 +178,7 @@ def concurrent_trials(cfg: Config, settings: SweepSettings) -> int:
 
 
 def _searcher(settings: SweepSettings):
+    # Imported only when chosen: Optuna and HyperOpt are optional dependencies (the `sweep` extra).
     if settings.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
@@ -194,16 +193,11 @@ def _searcher(settings: SweepSettings):
 def run_sweep(sweep_path: str | os.PathLike, out_dir: str | os.PathLike, overrides: list[str] | None = None,
               num_cpus: int | None = None) -> dict:
     """Run (or resume) the sweep into `out_dir`; write the trials table and the best config."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from activa_ray.cluster import connect_or_start
-
     sweep, base = load_sweep(sweep_path, overrides)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     base.setdefault("wandb", {})["group"] = base["wandb"].get("group") or f"sweep-{out_dir.name}"
-    base_cfg = config_from_dict(base)
+    base_cfg = rebuild_config(base)  # load_sweep validated it; only wandb.group changed
     (out_dir / "sweep.yaml").write_text(yaml.safe_dump({"sweep": to_dict(sweep), "base": base}, sort_keys=False))
     connect_or_start(num_cpus)
     concurrent = concurrent_trials(base_cfg, sweep.tune)
@@ -282,8 +276,6 @@ def summarize(results, sweep: SweepFile, base: dict, out_dir: Path) -> dict:
         if first_rung is not None:
             row[f"{metric}@{first_rung}s"] = _metric_at_seconds(result, metric, first_rung)
         rows.append(row)
-    import pandas as pd
-
     pd.DataFrame(rows).to_csv(out_dir / "trials.csv", index=False)
     best = results.get_best_result(metric=metric, mode=mode, scope="last")
     best_params = dict(best.config)

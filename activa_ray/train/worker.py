@@ -1,10 +1,10 @@
-"""The Ray Train worker: one DDP rank. It builds the replica, picks its data source, and turns the
-plain-torch loop's reports into metrics.jsonl lines, W&B entries, checkpoints and `ray.train.report`s."""
+"""The Ray Train worker: one DDP rank. It builds the replica (train/local.py, wrapped for DDP), picks its data source,
+and turns the plain-torch loop's reports into metrics.jsonl lines, W&B entries, checkpoints and `ray.train.report`s."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
@@ -13,33 +13,20 @@ import ray.train
 import ray.train.torch
 import torch
 
-from activa_ray.config import Config, config_from_dict, to_dict
+from activa_ray.config import Config, rebuild_config, to_dict
 from activa_ray.data.examples import iter_examples_in_passes
+from activa_ray.data.format import table_to_batch
 from activa_ray.io_utils import append_jsonl
-from activa_ray.model.activa import Activa
-from activa_ray.model.io import warm_start
-from activa_ray.pretrained import export_examples_seen, resolve
-from activa_ray.train.checkpoint import load_checkpoint, save_checkpoint
-from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
-from activa_ray.train.step import (
-    LossModule,
-    build_optimizer,
-    compile_model,
-    reference_values,
-    resolve_precision,
-    streamed_examples,
-    torch_threads,
-)
 from activa_ray.logging import init_run
-
-CHECKPOINT_DIR_PREFIX = "step_"
+from activa_ray.train.checkpoint import save_checkpoint
+from activa_ray.train.local import CHECKPOINT_DIR_PREFIX, build_replica
+from activa_ray.train.loop import data_stats, run_steps, validation_set
+from activa_ray.train.step import streamed_examples, torch_threads
 
 
 def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.random.Generator) -> Iterator[dict]:
     """Endless example batches from this rank's Ray Data shard of `rank_models` models (every epoch a
     fresh pass; the shuffle buffer holds at most one)."""
-    from activa_ray.data.format import table_to_batch
-
     dataset = ray.train.get_dataset_shard("train")
 
     def model_batches():
@@ -51,7 +38,7 @@ def shard_examples(cfg: Config, n_examples: int, rank_models: int, rng: np.rando
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
-    cfg = config_from_dict(loop_config["config"], source="train loop config")
+    cfg = rebuild_config(loop_config["config"], source="train loop config")  # the driver validated it
     run_dir = Path(loop_config["run_dir"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -59,25 +46,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.set_num_threads(torch_threads(cfg, context.get_local_world_size()))
     per_rank_batch = cfg.train.batch_size // world_size
 
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    model = Activa(cfg.model).to(device)
-    optimizer = build_optimizer(model, cfg)
-    step, extra = 0, {}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = load_checkpoint(directory, model, optimizer, asdict(cfg.model))
-        step, extra = state["step"], state["extra"]
-    elif cfg.train.init_from:  # a fresh run only: a resumed one has its own weights
-        _, source_meta = warm_start(model, resolve(cfg.train.init_from))
-        # Kept in every checkpoint, so the export counts the examples its weights saw before this run.
-        extra["warm_start"] = {"from": cfg.train.init_from, "examples_seen": export_examples_seen(source_meta)}
-    if cfg.train.compile:
-        compile_model(model)
-    loss_module = LossModule(model, cfg.train.prior_nll_weight, reference_values(cfg))
-    loss_module = ray.train.torch.prepare_model(loss_module, move_to_device=False)
-    replica = Replica(model, loss_module, optimizer, device, resolve_precision(cfg.train.precision, device),
-                      rank, world_size)
+    checkpoint = ray.train.get_checkpoint()  # Ray Train's latest of this RUN_DIR: a resumed run
+    with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext() as directory:
+        replica, step, extra = build_replica(
+            cfg, device, resume_from=directory, rank=rank, world_size=world_size,
+            wrap=lambda module: ray.train.torch.prepare_model(module, move_to_device=False))
+    model, optimizer = replica.model, replica.optimizer
 
     wandb_run, val_batch = None, None
     if rank == 0:

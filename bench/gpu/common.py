@@ -48,7 +48,12 @@ def release(device) -> None:
         torch.cuda.empty_cache()
 
 
+# A preset is a config's `name:`; its file under configs/ (the paper's presets, the sweep's recipes, universal).
+PRESET_FILES = {**{name: f"paper/{name}.yaml" for name in ("gauss2", "beta2", "gauss8", "beta8", "sergio")},
+                "universal_vae": "universal_vae.yaml", "gauss8_cpu": "recipes/gauss8.yaml", "beta8_cpu": "recipes/beta8.yaml"}
+
+
 def preset_config(preset: str, overrides: list[str]):
     from activa_ray.config import load_config
 
-    return load_config(REPO / "configs" / f"{preset}.yaml", overrides)
+    return load_config(REPO / "configs" / PRESET_FILES[preset], overrides)

@@ -6,12 +6,11 @@ import math
 import multiprocessing as mp
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from gpu.common import Sizes, device_name, log
 
-EXPORT_DIR = "export"
 
 # A simulator process's config, set once by the pool's initializer; the pool sends the two functions
 # below by name, so they stay at module level here.
@@ -22,10 +21,10 @@ def _init_simulator(cfg_dict: dict) -> None:
     global _WORKER_CFG
     import torch
 
-    from activa_ray.config import config_from_dict
+    from activa_ray.config import rebuild_config
 
     torch.set_num_threads(1)
-    _WORKER_CFG = config_from_dict(cfg_dict, source="gpu_run simulator")
+    _WORKER_CFG = rebuild_config(cfg_dict, source="gpu_run simulator")  # checked by the driver
 
 
 def _simulate_batch(step: int, batch: int) -> dict:
@@ -105,31 +104,38 @@ def init_start(path: str | None, cfg) -> tuple[int, int, str]:
     return step, examples_seen(step, int(batch), state.get("extra", {})), f"checkpoint {checkpoint}"
 
 
-def load_init(path: str, model, optimizer, cfg) -> None:
-    """Load --init's weights (and, from a training checkpoint, the optimizer state) into the replica."""
+def build_init_replica(init: str | None, cfg, device, compile_now: bool):
+    """The replica train/local.py builds: from --init (an export's weights, or a checkpoint's weights and
+    optimizer state), else from the config (fresh, or warm-started from train.init_from)."""
     from activa_ray.model.io import load_model
-    from activa_ray.train.checkpoint import latest_checkpoint, load_checkpoint
+    from activa_ray.train.checkpoint import latest_checkpoint
+    from activa_ray.train.local import build_replica
 
-    directory = Path(path)
-    if (directory / "config.json").is_file() and (directory / "model.safetensors").is_file():
+    directory = Path(init) if init else None
+    is_export = directory is not None and (directory / "config.json").is_file() and (
+        directory / "model.safetensors").is_file()
+    checkpoint = None
+    if directory is not None and not is_export:
+        checkpoint = directory if (directory / "state.json").is_file() else (
+            latest_checkpoint(directory / "checkpoints") or latest_checkpoint(directory))
+    # --init replaces the config's warm start; --compile (not train.compile) chooses compilation here.
+    setup = replace(cfg, train=replace(cfg.train, compile=compile_now, init_from="" if init else cfg.train.init_from))
+    replica, _, _ = build_replica(setup, device, resume_from=checkpoint)
+    if is_export:
         loaded, _ = load_model(directory)
         differing = sorted(k for k, v in asdict(loaded.cfg).items() if asdict(cfg.model)[k] != v)
         if differing:
-            raise SystemExit(f"--init {path}: the export's model differs from the config's in {differing}")
-        model.load_state_dict(loaded.state_dict())
-        return
-    checkpoint = directory if (directory / "state.json").is_file() else (
-        latest_checkpoint(directory / "checkpoints") or latest_checkpoint(directory))
-    load_checkpoint(checkpoint, model, optimizer, asdict(cfg.model))
+            raise SystemExit(f"--init {init}: the export's model differs from the config's in {differing}")
+        replica.model.load_state_dict(loaded.state_dict())
+    return replica
 
 
 def export(model, cfg, out: Path, meta: dict) -> float:
-    from activa_ray.model.io import save_model
-    from activa_ray.train.checkpoint import export_meta
+    from activa_ray.train.local import export_model
 
     start = time.perf_counter()
     # This run's own record (meta: its steps, examples counted from its start) over a Ray run's fields.
-    save_model(model, out / EXPORT_DIR, {**export_meta(cfg, meta["step"], {"data_stats": meta["data_stats"]}), **meta})
+    export_model(model, cfg, out, meta["step"], {"data_stats": meta["data_stats"]}, meta)
     return time.perf_counter() - start
 
 
@@ -140,31 +146,36 @@ def resolve_training_precision(cfg, device) -> str:
     return resolve_precision(cfg.train.precision, device)
 
 
+def step_costs(calls: dict[int, float], report_at: dict[int, float], start_step: int, calibration: int, step: int,
+               t0: float) -> tuple[float, float, int]:
+    """(median s per step over the calibration's second half, s of the last report's validation and report, steps
+    measured) from the times each step's batch was asked for and each report came."""
+    measured = [calls[s + 1] - calls[s] for s in range(start_step + calibration // 2, step - 1)
+                if s + 1 in calls and s in calls]
+    if not measured:
+        measured = [(time.perf_counter() - t0) / max(1, step - start_step)]
+    step_s = sorted(measured)[len(measured) // 2]
+    end_cost = report_at.get(step, time.perf_counter()) - calls.get(step - 1, t0) - step_s  # validate + report
+    return step_s, max(0.0, end_cost), len(measured)
+
+
+def stretch_report_intervals(cfg, step_s: float, chosen: set[str]) -> None:
+    """Report every ~2 s and validate every ~20 s at most, except where --set chose the interval."""
+    t = cfg.train
+    if "train.log_every" not in chosen:
+        t.log_every = max(t.log_every, int(2.0 / step_s))
+    if "train.val_every" not in chosen:
+        t.val_every = max(t.val_every, -(-int(20.0 / step_s) // t.log_every) * t.log_every)
+
+
 def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetcher, start_step: int,
                  examples_before: int, init_kind: str, budget_s: float, hard_deadline: float) -> dict:
     """Stage 3: train for `budget_s` (ending by `hard_deadline`), exporting on the way; returns summary["train"]."""
-    import torch
-
     from activa_ray.io_utils import append_jsonl
-    from activa_ray.model.activa import Activa
-    from activa_ray.train.loop import Replica, data_stats, run_steps, validation_set
-    from activa_ray.train.step import LossModule, build_optimizer, compile_model, reference_values
+    from activa_ray.train.loop import data_stats, run_steps, validation_set
 
-    torch.manual_seed(cfg.train.seed)
-    model = Activa(cfg.model).to(device)
-    optimizer = build_optimizer(model, cfg)
-    if args.init:
-        load_init(args.init, model, optimizer, cfg)
-    elif cfg.train.init_from:
-        from activa_ray.model.io import warm_start
-        from activa_ray.pretrained import resolve
-
-        warm_start(model, resolve(cfg.train.init_from))
-    if args.compile:
-        compile_model(model)
-    precision = resolve_training_precision(cfg, device)
-    loss_module = LossModule(model, cfg.train.prior_nll_weight, reference_values(cfg))
-    replica = Replica(model, loss_module, optimizer, device, precision)
+    replica = build_init_replica(args.init, cfg, device, args.compile)
+    model, precision = replica.model, replica.precision
     val_batch = validation_set(cfg)
     stats = data_stats(val_batch)
     batch = cfg.train.batch_size
@@ -217,27 +228,15 @@ def run_training(args, cfg, sizes: Sizes, device, out: Path, prefetcher: Prefetc
     log(f"training {cfg.name} on {device_name(device)}, {precision}, batch {batch}, {prefetcher.processes} simulator "
         f"processes, budget {budget_s:.0f} s, from step {start_step} ({init_kind})")
     step = run_steps(cfg, replica, start_step, prefetcher, report, val_batch)
-    calls = prefetcher.calls
-    measured = [calls[s + 1] - calls[s] for s in range(start_step + calibration // 2, step - 1)
-                if s + 1 in calls and s in calls]
-    if not measured:
-        measured = [(time.perf_counter() - t0) / max(1, step - start_step)]
-    step_s = sorted(measured)[len(measured) // 2]
-    end_cost = state["report_at"].get(step, time.perf_counter()) - calls.get(step - 1, t0) - step_s  # validate + report
-    val_s = max(0.0, end_cost)
+    step_s, val_s, measured = step_costs(prefetcher.calls, state["report_at"], start_step, calibration, step, t0)
     if not sizes.dry:  # report every ~2 s and validate every ~20 s at most, unless --set chose otherwise
-        chosen = {item.split("=", 1)[0].strip() for item in args.overrides}
-        t = cfg.train
-        if "train.log_every" not in chosen:
-            t.log_every = max(t.log_every, int(2.0 / step_s))
-        if "train.val_every" not in chosen:
-            t.val_every = max(t.val_every, -(-int(20.0 / step_s) // t.log_every) * t.log_every)
+        stretch_report_intervals(cfg, step_s, {item.split("=", 1)[0].strip() for item in args.overrides})
     per_step = step_s + val_s / cfg.train.val_every
     remaining = deadline - time.perf_counter() - val_s - state["export_s"] - (0.5 if sizes.dry else 2.0)
     planned = max(1, int(0.95 * remaining / per_step))
     cfg.train.stop_at_step = 0
     cfg.train.steps = step + planned
-    log(f"calibration: {step_s * 1e3:.1f} ms/step (median of {len(measured)}), validation {val_s:.2f} s, export "
+    log(f"calibration: {step_s * 1e3:.1f} ms/step (median of {measured}), validation {val_s:.2f} s, export "
         f"{state['export_s']:.2f} s -> train.steps = {cfg.train.steps} ({planned} more in {remaining:.0f} s), "
         f"log_every {cfg.train.log_every}, val_every {cfg.train.val_every}")
     if not state["stopped_early"]:
