@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activa_ray.config import Config, ConfigError, load_config, rebuild_config, save_config, to_dict
+from activa_ray.config import Config, ConfigError, load_config, read_yaml, rebuild_config, save_config, to_dict
 from activa_ray.data.grn import load_network
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,6 +154,10 @@ def test_every_shipped_config_loads(path):
         from activa_ray.train.tune import load_sweep
 
         load_sweep(path)
+    elif read_yaml(path).get("architecture") == "structure":
+        from activa_ray.train.structure import load_structure_run
+
+        load_structure_run(path)
     else:
         load_config(path)
 
