@@ -23,7 +23,7 @@ data's units: mean μ + τ (v - μ_t), covariance A Σ Aᵀ with A = I - τ e_t�
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
