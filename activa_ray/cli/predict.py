@@ -1,7 +1,7 @@
 """Predict an interventional distribution from an observational table with an exported ACTIVA model.
 
-    activa predict --data obs.csv --target gene_3 --value 5 --out pred/    # the universal model
-    activa predict --model RUN_DIR/export --data obs.csv --target gene_3 --out pred/
+    activa predict --data obs.csv --target gene_3 --value 5 --out runs/pred    # the universal model
+    activa predict --model RUN_DIR/export --data obs.csv --target gene_3 --out runs/pred
 
 Writes OUT/samples.csv (.parquet when the input is Parquet; the input's columns), OUT/summary.json
 (per variable: mean, std, 5/50/95% quantiles, the effect summary; the mixture weights) and

@@ -85,5 +85,5 @@ def summary(result: dict, started: float) -> str:
     lines.append(f"exported model: {result['export']}")
     lines.extend(f"figure:         {path}" for path in result["figures"])
     lines.append(f"predict with:   ./run predict --model {result['export']} --data YOUR.csv --target COLUMN "
-                 f"--value V --out pred/")
+                 f"--value V --out runs/pred")
     return "\n".join(lines)
