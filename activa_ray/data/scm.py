@@ -127,6 +127,19 @@ def relative_values(rng: np.random.Generator, obs: np.ndarray, targets: np.ndarr
     return (mean + u * std).astype(np.float32)
 
 
+def draw_models(rng: np.random.Generator, n_models: int, d: int, cfg: LinearSCMConfig
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """`n_models` random linear SCMs: graph uint8 (M, d, d), weights (M, d, d), Beta noise parameters (2, M, d)
+    (None for Gaussian noise) and the scale the Gaussian noise is drawn at (1 for Beta)."""
+    make_graph = {"er_acyclify": er_acyclify, "er_ordered": er_ordered}[cfg.graph]
+    graph = make_graph(rng, n_models, d, cfg.edge_prob)  # (M, d, d)
+    weights = draw_weights(rng, graph, cfg.weight_low, cfg.weight_high)  # (M, d, d)
+    beta_params = None
+    if cfg.noise == "beta":
+        beta_params = rng.uniform(cfg.beta_param_low, cfg.beta_param_high, size=(2, n_models, d))
+    return graph, weights, beta_params, cfg.noise_std if beta_params is None else 1.0
+
+
 def simulate_linear(
     rng: np.random.Generator,
     n_models: int,
@@ -138,12 +151,8 @@ def simulate_linear(
     """Simulate `n_models` random linear SCMs: a dict of numpy arrays in the batch contract
     (obs, int, [int_ref], targets, values, value_index, graph, weights, var_names).
     `cfg` is assumed valid (`activa_ray.data.simulate.check_data_config`)."""
-    make_graph = {"er_acyclify": er_acyclify, "er_ordered": er_ordered}[cfg.graph]
-    graph = make_graph(rng, n_models, d, cfg.edge_prob)  # (M, d, d)
-    weights = draw_weights(rng, graph, cfg.weight_low, cfg.weight_high)  # (M, d, d)
-    beta_params = None
-    if cfg.noise == "beta":
-        beta_params = rng.uniform(cfg.beta_param_low, cfg.beta_param_high, size=(2, n_models, d))
+    # Gaussian noise is drawn standard normal and scaled later: x = (s z) A = z (s A).
+    graph, weights, beta_params, noise_scale = draw_models(rng, n_models, d, cfg)
 
     value_table = np.asarray(cfg.intervention_values, dtype=np.float32)
     n_values = 1 if cfg.value_sd_range else len(value_table)
@@ -151,8 +160,6 @@ def simulate_linear(
     n_conditions = targets.shape[1]
     value_index = np.broadcast_to(np.repeat(np.arange(n_values, dtype=np.int32), d), (n_models, n_conditions))
 
-    # Gaussian noise is drawn standard normal and scaled here: x = (s z) A = z (s A).
-    noise_scale = cfg.noise_std if beta_params is None else 1.0
     paths = path_matrix(weights)  # (M, d, d)
     scaled_cut_paths = intervened_paths(paths, targets) * np.float32(noise_scale)  # (M, C, d, d)
 
@@ -191,12 +198,6 @@ def simulate_observational(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Observational samples only, for learning structure: obs float32 (M, N, d) and graph uint8 (M, d, d)
     of `n_models` random linear SCMs drawn as `simulate_linear` draws them (no interventions simulated)."""
-    make_graph = {"er_acyclify": er_acyclify, "er_ordered": er_ordered}[cfg.graph]
-    graph = make_graph(rng, n_models, d, cfg.edge_prob)
-    weights = draw_weights(rng, graph, cfg.weight_low, cfg.weight_high)
-    beta_params = None
-    if cfg.noise == "beta":
-        beta_params = rng.uniform(cfg.beta_param_low, cfg.beta_param_high, size=(2, n_models, d))
-    noise_scale = cfg.noise_std if beta_params is None else 1.0
+    graph, weights, beta_params, noise_scale = draw_models(rng, n_models, d, cfg)
     noise = _draw_noise(rng, (n_models, n_samples, d), beta_params)
     return np.matmul(noise, path_matrix(weights) * np.float32(noise_scale)), graph
